@@ -1,0 +1,153 @@
+"""The HF side of the model: loading pretrained checkpoints, the speech encoders and the causal-LM decoder.
+
+Everything is loaded with ``from_pretrained(name_or_path)``: a hub name for real runs, a local directory (what
+tests and the CPU demo make with ``save_pretrained``) otherwise. Nothing here runs remote code.
+"""
+
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+class PretrainedNotFound(OSError):
+    pass
+
+
+def from_pretrained(loader, name_or_path: str, what: str, **kwargs):
+    """``loader.from_pretrained`` with an error that says what failed and how to use a local copy."""
+    try:
+        return loader.from_pretrained(name_or_path, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError) as e:  # HF raises OSError (not found/offline) or HFValidationError (a ValueError)
+        if os.path.isdir(name_or_path):
+            raise
+        local = "exists" if os.path.exists(name_or_path) else "does not exist"
+        raise PretrainedNotFound(
+            f"cannot load the {what} '{name_or_path}': it is not a local directory (path {local}) and the "
+            f"Hugging Face hub could not provide it ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            f"Download it where you have network (`huggingface-cli download {name_or_path} --local-dir DIR`, or "
+            f"`save_pretrained(DIR)`), then set name_or_path to DIR in the config."
+        ) from e
+
+
+def _dtype(name: Optional[str]) -> Optional[torch.dtype]:
+    return None if name in (None, "auto") else getattr(torch, name)
+
+
+def load_or_init(auto_cls, name_or_path: str, what: str, random_init: bool, torch_dtype: Optional[str], **kwargs):
+    """``from_pretrained``, or with ``random_init`` a randomly initialised model of the same architecture (only
+    ``config.json`` is read: benchmarks, parameter counts on the meta device, from-scratch runs)."""
+    if not random_init:
+        return from_pretrained(auto_cls, name_or_path, what, torch_dtype=_dtype(torch_dtype), **kwargs)
+    from transformers import AutoConfig
+
+    attn = kwargs.pop("attn_implementation", None)
+    config = from_pretrained(AutoConfig, name_or_path, what + " config", **kwargs)
+    build = getattr(auto_cls, "from_config", None) or auto_cls._from_config  # Auto* classes vs concrete ones
+    extra = {"attn_implementation": attn} if attn else {}
+    return build(config, torch_dtype=_dtype(torch_dtype), **extra)
+
+
+class W2VBertEncoder(nn.Module):
+    """HF ``Wav2Vec2BertModel`` (w2v-BERT 2.0) on 160-dim SeamlessM4T fbank at 50 Hz → (B, T, H_enc).
+
+    ``config_overrides`` change the pretrained config (e.g. ``mask_time_prob: 0.0``, ``layerdrop: 0.0``); HF's
+    defaults keep SpecAugment, layerdrop and dropout on in training mode. SpeechLM puts a frozen encoder in eval.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str = "facebook/w2v-bert-2.0",
+        config_overrides: Optional[Dict[str, Any]] = None,
+        gradient_checkpointing: bool = False,
+        torch_dtype: Optional[str] = None,
+        random_init: bool = False,
+    ):
+        super().__init__()
+        from transformers import Wav2Vec2BertModel
+
+        self.model = load_or_init(Wav2Vec2BertModel, name_or_path, "speech encoder", random_init, torch_dtype,
+                                  **(config_overrides or {}))
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+
+    def input_size(self) -> int:
+        return self.model.config.feature_projection_input_dim
+
+    def output_size(self) -> int:
+        cfg = self.model.config
+        return cfg.output_hidden_size if cfg.add_adapter else cfg.hidden_size
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths[:, None]  # (B, T)
+        hidden = self.model(input_features=feats, attention_mask=mask.long()).last_hidden_state  # (B, T', H_enc)
+        return hidden, self.model._get_feat_extract_output_lengths(lengths)
+
+
+class HFAutoEncoder(W2VBertEncoder):
+    """Any HF speech encoder that takes ``input_features`` + ``attention_mask`` (``AutoModel``), frame rate kept."""
+
+    def __init__(self, name_or_path: str, config_overrides: Optional[Dict[str, Any]] = None,
+                 gradient_checkpointing: bool = False, torch_dtype: Optional[str] = None, random_init: bool = False):
+        nn.Module.__init__(self)
+        from transformers import AutoModel
+
+        self.model = load_or_init(AutoModel, name_or_path, "speech encoder", random_init, torch_dtype,
+                                  **(config_overrides or {}))
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+
+    def input_size(self) -> int:
+        cfg = self.model.config
+        return getattr(cfg, "feature_projection_input_dim", None) or cfg.num_mel_bins
+
+    def output_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths[:, None]
+        hidden = self.model(input_features=feats, attention_mask=mask.long()).last_hidden_state
+        if hasattr(self.model, "_get_feat_extract_output_lengths"):
+            lengths = self.model._get_feat_extract_output_lengths(lengths)
+        return hidden, lengths
+
+
+class HFCausalLM(nn.Module):
+    """Any HF causal LM (Qwen2.5, Phi-4-mini, …) via ``AutoModelForCausalLM``, embeddings grown to the tokenizer.
+
+    The embedding matrix is only ever grown (Qwen's has spare rows beyond its tokenizer, which are kept).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        name_or_path: str = "Qwen/Qwen2.5-0.5B",
+        attn_implementation: str = "sdpa",
+        torch_dtype: Optional[str] = None,
+        gradient_checkpointing: bool = False,
+        random_init: bool = False,
+    ):
+        super().__init__()
+        from transformers import AutoModelForCausalLM
+
+        self.lm = load_or_init(AutoModelForCausalLM, name_or_path, "decoder LM", random_init, torch_dtype,
+                               attn_implementation=attn_implementation)
+        if vocab_size > self.lm.get_input_embeddings().num_embeddings:
+            self.lm.resize_token_embeddings(vocab_size)
+        if gradient_checkpointing:
+            self.lm.gradient_checkpointing_enable()
+        self.lm.config.use_cache = False  # training default; generate.py passes use_cache explicitly
+
+    def hidden_size(self) -> int:
+        return self.lm.get_input_embeddings().embedding_dim
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def body(self, **kwargs):
+        """The transformer without the LM head: returns last hidden states (and the KV cache when asked)."""
+        return self.lm.base_model(**kwargs)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_output_embeddings()(hidden)

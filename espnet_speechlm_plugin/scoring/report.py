@@ -1,0 +1,358 @@
+"""Stage 6 of every recipe: read hypotheses and references, score them, write RESULTS.md and results.json.
+
+Where it sits: stage 5 writes `<decode_dir>/<test_set>/text` (`utt hypothesis`); the test set's data dir
+`<ref_dir>/<test_set>/` holds `text` (references), `prompt` (`utt lang task [question...]`) and optionally
+`transcript` (`utt` + source-language transcript of the audio); `<ref_dir>/corpus_stats.json` is optional.
+`score_test_set` groups utterances by (task, output language), runs `metrics.compute_metrics` and the
+task-confusion labels of `confusion.classify_output`; `run_scoring` renders and writes both outputs atomically.
+`bin/score.py` is the command-line entry point.
+
+results.json is a list of rows {"test_set", "task", "lang", "metric", "value", "n"} (n = utterances scored;
+a row of a metric that could not be computed has value null and a "note").
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from espnet_speechlm_plugin.scoring import confusion
+from espnet_speechlm_plugin.scoring.metrics import LANGS, TASKS, Group, MetricResult, compute_metrics
+
+# Column order of the RESULTS.md tables; metrics added later without a place here go to the end.
+METRIC_ORDER = (
+    "wer", "cer", "bleu", "chrf", "comet", "exact_match", "unanswerable_acc", "bertscore_f1", "task_confusion"
+)
+_SCALE_100 = {"bleu", "chrf"}  # sacreBLEU's 0-100 scale; everything else is a fraction
+
+
+class ScoringError(ValueError):
+    """An input problem a person must fix; the message names the file, line and what to do."""
+
+
+# -------------------------------------------------------------------------------------------------- reading
+def read_kaldi_lines(path: Path) -> list[tuple[int, str, str]]:
+    """(line number, utterance id, value) of each non-blank line; the value is the rest of the line (inner
+    spaces kept) and "" for an id-only line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.strip().split(maxsplit=1)
+            rows.append((lineno, parts[0], parts[1] if len(parts) > 1 else ""))
+    return rows
+
+
+def read_kaldi_text(path: Path) -> dict[str, str]:
+    """`utt value` lines as a dict; a repeated utterance id is an error."""
+    out: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for lineno, utt, value in read_kaldi_lines(path):
+        if utt in out:
+            raise ScoringError(f"{path} line {lineno}: utterance '{utt}' repeats line {first_line[utt]}")
+        out[utt], first_line[utt] = value, lineno
+    return out
+
+
+@dataclass
+class Prompt:
+    lang: str
+    task: str
+    question: str = ""
+
+
+def read_prompts(path: Path) -> dict[str, Prompt]:
+    """Parse a `prompt` file (`utt lang task [question...]`), checking lang and task."""
+    prompts: dict[str, Prompt] = {}
+    for lineno, utt, value in read_kaldi_lines(path):
+        fields = value.split(maxsplit=2)
+        if len(fields) < 2:
+            raise ScoringError(f"{path} line {lineno}: utterance '{utt}' needs 'lang task [question]', got '{value}'")
+        lang, task = fields[0], fields[1]
+        if lang not in LANGS:
+            raise ScoringError(
+                f"{path} line {lineno}: utterance '{utt}' has unknown language '{lang}' (expected one of {LANGS})"
+            )
+        if task not in TASKS:
+            raise ScoringError(
+                f"{path} line {lineno}: utterance '{utt}' has unknown task '{task}' (expected one of {TASKS})"
+            )
+        if utt in prompts:
+            raise ScoringError(f"{path} line {lineno}: utterance '{utt}' has a second prompt")
+        prompts[utt] = Prompt(lang, task, fields[2] if len(fields) > 2 else "")
+    return prompts
+
+
+def read_hypotheses(path: Path, known: dict[str, str]) -> dict[str, str]:
+    """Hypotheses of a decode dir; an utterance that is not in the references is an error."""
+    hyps = read_kaldi_text(path)
+    unknown = set(hyps) - set(known)
+    if unknown:
+        for lineno, utt, _ in read_kaldi_lines(path):
+            if utt in unknown:
+                raise ScoringError(
+                    f"{path} line {lineno}: hypothesis for utterance '{utt}', which is not in the references "
+                    f"({len(unknown)} such); was this decode dir made from another test set?"
+                )
+    return hyps
+
+
+# -------------------------------------------------------------------------------------------------- scoring
+@dataclass
+class TestSetScore:
+    """Everything RESULTS.md and results.json say about one test set."""
+
+    name: str
+    n_utts: int
+    results: list[tuple[str, str, MetricResult]] = field(default_factory=list)  # (task, lang, result)
+    missing: list[str] = field(default_factory=list)  # utterances without a hypothesis (scored as "")
+    has_transcript: bool = False
+    confusion_pairs: list[tuple[str, str]] = field(default_factory=list)  # (asked, performed) per utterance
+
+
+def load_groups(decode_dir: Path, ref_dir: Path, test_set: str) -> tuple[list[Group], list[str], bool]:
+    """Read one test set into (task, lang) groups; returns (groups, utterances missing a hypothesis,
+    whether a transcript file was found)."""
+    data = Path(ref_dir) / test_set
+    hyp_path = Path(decode_dir) / test_set / "text"
+    for path, what in ((data / "text", "references"), (data / "prompt", "prompts")):
+        if not path.is_file():
+            raise ScoringError(f"{path}: {what} of test set '{test_set}' not found (made by stage 1/2 data prep)")
+    if not hyp_path.is_file():
+        raise ScoringError(
+            f"{hyp_path}: hypotheses of test set '{test_set}' not found; run stage 5 (decoding) first"
+        )
+    refs = read_kaldi_text(data / "text")
+    prompts = read_prompts(data / "prompt")
+    for utt in refs:
+        if utt not in prompts:
+            raise ScoringError(f"{data / 'prompt'}: no prompt for utterance '{utt}' of {data / 'text'}")
+    for utt in prompts:
+        if utt not in refs:
+            raise ScoringError(f"{data / 'text'}: no reference for utterance '{utt}' of {data / 'prompt'}")
+    transcript_path = data / "transcript"
+    transcripts = read_kaldi_text(transcript_path) if transcript_path.is_file() else {}
+    hyps = read_hypotheses(hyp_path, refs)
+    missing = [utt for utt in refs if utt not in hyps]
+
+    groups: dict[tuple[str, str], Group] = {}
+    for utt, ref in refs.items():
+        p = prompts[utt]
+        g = groups.setdefault((p.task, p.lang), Group(test_set, p.task, p.lang, [], [], []))
+        g.utts.append(utt)
+        g.refs.append(ref)
+        g.hyps.append(hyps.get(utt, ""))
+        # A transcription's reference is the transcript itself.
+        g.transcripts.append(transcripts.get(utt, ref if p.task == "transcribe" else None))
+        g.questions.append(p.question)
+    order = {key: i for i, key in enumerate((t, lang) for t in TASKS for lang in LANGS)}
+    return sorted(groups.values(), key=lambda g: order[(g.task, g.lang)]), missing, bool(transcripts)
+
+
+def classify_group(group: Group) -> list[str]:
+    """The performed-task label of every output of a group (see `confusion.classify_output`)."""
+    labels = []
+    for hyp, transcript, question in zip(group.hyps, group.transcripts, group.questions):
+        labels.append(
+            confusion.classify_output(
+                hyp,
+                transcript=transcript,
+                transcript_lang=group.lang if group.task == "transcribe" else None,
+                question=question if group.task == "answer" and question else None,
+                question_lang=group.lang if group.task == "answer" else None,
+            )
+        )
+    return labels
+
+
+def score_test_set(decode_dir: Path, ref_dir: Path, test_set: str) -> TestSetScore:
+    groups, missing, has_transcript = load_groups(decode_dir, ref_dir, test_set)
+    score = TestSetScore(test_set, sum(g.n for g in groups), missing=missing, has_transcript=has_transcript)
+    for g in groups:
+        for r in compute_metrics(g):
+            score.results.append((g.task, g.lang, r))
+        labels = classify_group(g)
+        rate = confusion.task_confusion_rate(g.task, g.lang, labels)
+        score.results.append((g.task, g.lang, MetricResult("task_confusion", rate, g.n, "classify_output")))
+        score.confusion_pairs.extend((confusion.asked_label(g.task, g.lang), lab) for lab in labels)
+    return score
+
+
+def results_rows(scores: list[TestSetScore]) -> list[dict]:
+    """The rows of results.json."""
+    rows = []
+    for s in scores:
+        for task, lang, r in s.results:
+            row = {"test_set": s.name, "task": task, "lang": lang, "metric": r.metric, "value": r.value, "n": r.n}
+            if r.note:
+                row["note"] = r.note
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def _fmt(metric: str, value: Optional[float]) -> str:
+    if value is None:
+        return "n/c"
+    return f"{value:.1f}" if metric in _SCALE_100 else f"{value:.3f}"
+
+
+def _metric_key(metric: str) -> tuple:
+    return (METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER), metric)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_test_set(s: TestSetScore) -> list[str]:
+    lines = [f"## {s.name}", "", f"{s.n_utts} utterances."]
+    if s.missing:
+        shown = ", ".join(s.missing[:5]) + (", ..." if len(s.missing) > 5 else "")
+        lines[-1] += f" {len(s.missing)} hypotheses missing (scored as empty output): {shown}."
+    lines.append("")
+
+    metrics = sorted({r.metric for _, _, r in s.results}, key=_metric_key)
+    by_group: dict[tuple[str, str], dict[str, MetricResult]] = {}
+    group_n: dict[tuple[str, str], int] = Counter()
+    for task, lang, r in s.results:
+        by_group.setdefault((task, lang), {})[r.metric] = r
+        group_n[(task, lang)] = max(group_n[(task, lang)], r.n)
+    rows = []
+    for (task, lang), cells in by_group.items():
+        row = [task, lang, str(group_n[(task, lang)])]
+        for m in metrics:
+            r = cells.get(m)
+            if r is None:
+                row.append("")
+            elif r.n != group_n[(task, lang)]:
+                row.append(f"{_fmt(m, r.value)} (n={r.n})")  # scored on a subset, e.g. unanswerable refs
+            else:
+                row.append(_fmt(m, r.value))
+        rows.append(row)
+    lines += _table(["task", "lang", "n"] + metrics, rows)
+
+    lines += ["", "Task confusion (rows: task asked, columns: task the output performed):", ""]
+    asked, performed, counts = confusion.confusion_matrix(s.confusion_pairs)
+    lines += _table(["asked \\ performed"] + performed, [[a] + [str(counts[a][p]) for p in performed] for a in asked])
+
+    notes, seen = [], set()
+    for _, lang, r in s.results:
+        text = r.note or r.info
+        if r.metric == "task_confusion" or not text or (r.metric, lang, text) in seen:
+            continue
+        seen.add((r.metric, lang, text))
+        notes.append(f"- {r.metric} ({lang}): {text}")
+    notes.append(
+        "- task_confusion: fraction of outputs that performed another task (or output language) than asked, "
+        "labelled by espnet_speechlm_plugin.scoring.confusion.classify_output (similarity >= "
+        f"{confusion.SIMILARITY_THRESHOLD} to transcript/question, stop-word/script language id); "
+        "empty or unidentifiable outputs ('other') are not counted"
+    )
+    if not s.has_transcript:
+        notes.append(
+            "- no `transcript` file: translate/answer outputs are compared with the output language only "
+            "(an output copying the source transcript is recognised by its language)"
+        )
+    return lines + ["", "Notes:", ""] + notes + [""]
+
+
+def render_corpus_stats(stats: dict) -> list[str]:
+    lines = ["## Corpus", ""]
+    if all(not isinstance(v, (dict, list)) for v in stats.values()):
+        return lines + _table(["statistic", "value"], [[str(k), str(v)] for k, v in stats.items()]) + [""]
+    return lines + ["```json", json.dumps(stats, indent=2, ensure_ascii=False), "```", ""]
+
+
+def render_results_md(
+    scores: list[TestSetScore],
+    *,
+    model_tag: str,
+    config: Optional[str],
+    decode_dir: str,
+    ref_dir: str,
+    date: str,
+    corpus_stats: Optional[dict] = None,
+) -> str:
+    lines = [
+        f"# RESULTS: {model_tag}",
+        "",
+        f"- model: {model_tag}",
+        f"- config: {config or '(not given)'}",
+        f"- date: {date}",
+        f"- hypotheses: {decode_dir}",
+        f"- references: {ref_dir}",
+        "- metrics: wer/cer/exact_match/unanswerable_acc/task_confusion are fractions (lower wer/cer/confusion "
+        "is better); bleu/chrf are sacreBLEU's 0-100; n/c = not computed (see notes)",
+        "",
+    ]
+    for s in scores:
+        lines += render_test_set(s)
+    if corpus_stats is not None:
+        lines += render_corpus_stats(corpus_stats)
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------- writing
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_corpus_stats(ref_dir: Path) -> Optional[dict]:
+    path = Path(ref_dir) / "corpus_stats.json"
+    if not path.is_file():
+        return None
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ScoringError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from e
+    if not isinstance(stats, dict):
+        raise ScoringError(f"{path}: expected a JSON object of statistics, got {type(stats).__name__}")
+    return stats
+
+
+def run_scoring(
+    decode_dir: Path,
+    ref_dir: Path,
+    test_sets: list[str],
+    out_dir: Path,
+    *,
+    model_tag: Optional[str] = None,
+    config: Optional[str] = None,
+    date: Optional[str] = None,
+) -> str:
+    """Score every test set, write `out_dir/RESULTS.md` and `out_dir/results.json`; return the markdown."""
+    if not test_sets:
+        raise ScoringError("no test set given (--test_sets \"test dev\")")
+    scores = [score_test_set(Path(decode_dir), Path(ref_dir), ts) for ts in test_sets]
+    markdown = render_results_md(
+        scores,
+        model_tag=model_tag or Path(out_dir).resolve().name,
+        config=config,
+        decode_dir=str(decode_dir),
+        ref_dir=str(ref_dir),
+        date=date or datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        corpus_stats=read_corpus_stats(Path(ref_dir)),
+    )
+    write_atomic(Path(out_dir) / "results.json", json.dumps(results_rows(scores), indent=1, ensure_ascii=False) + "\n")
+    write_atomic(Path(out_dir) / "RESULTS.md", markdown)
+    return markdown

@@ -1,0 +1,155 @@
+"""SpeechLMTask: how ESPnet builds, feeds and optimises a SpeechLM (the model itself is in model/speechlm.py).
+
+Data (one triple each): ``feats.scp,speech,kaldi_ark`` · ``prompt,prompt,text`` · ``text,text,text``.
+Pluggable parts are ClassChoices slots: ``--encoder``, ``--compressor``, ``--length_adapter`` (not ``adapter``:
+AbsTask owns ``--adapter`` for LoRA), ``--decoder``. Freezing is ESPnet's ``--freeze_param``; per-module learning
+rates are ``optim_conf.param_groups: {module: lr}``. Entry point: ``python -m espnet_speechlm_plugin.bin.speechlm_train``.
+"""
+
+import argparse
+import logging
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from espnet2.tasks.abs_task import AbsTask, optim_classes
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.trainer import Trainer
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import float_or_none, str_or_none
+from torch import nn
+
+from espnet_speechlm_plugin.model.adapters import ConformerAdapter, ConvCompressor, LinearAdapter, W2VBertAdapter
+from espnet_speechlm_plugin.model.hf import HFAutoEncoder, HFCausalLM, W2VBertEncoder
+from espnet_speechlm_plugin.model.prompt import (
+    DEFAULT_LANGUAGES,
+    Collate,
+    SpeechLMPreprocessor,
+    load_tokenizer,
+    validate_prompt_file,
+)
+from espnet_speechlm_plugin.model.speechlm import SpeechLM
+
+encoder_choices = ClassChoices(
+    "encoder", classes=dict(w2v_bert=W2VBertEncoder, hf_auto=HFAutoEncoder), type_check=nn.Module, default="w2v_bert"
+)
+compressor_choices = ClassChoices(
+    "compressor", classes=dict(conv1d=ConvCompressor), type_check=nn.Module, default=None, optional=True
+)
+length_adapter_choices = ClassChoices(
+    "length_adapter",
+    classes=dict(conformer=ConformerAdapter, w2v_bert_adapter=W2VBertAdapter, linear=LinearAdapter),
+    type_check=nn.Module,
+    default="conformer",
+)
+decoder_choices = ClassChoices("decoder", classes=dict(hf_causal_lm=HFCausalLM), type_check=nn.Module,
+                               default="hf_causal_lm")
+
+
+def _build(choices: ClassChoices, args: argparse.Namespace, **extra):
+    """Build one slot; a bad ``<slot>_conf`` key becomes one sentence naming the slot and the key."""
+    name = getattr(args, choices.name)
+    cls = choices.get_class(name)
+    if cls is None:
+        return None
+    conf = dict(getattr(args, f"{choices.name}_conf") or {})
+    try:
+        return cls(**extra, **conf)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise TypeError(f"--{choices.name}_conf for '{name}': {e}".replace(cls.__init__.__qualname__ + "() ", ""))
+        raise
+
+
+class SpeechLMTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [encoder_choices, compressor_choices, length_adapter_choices, decoder_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument("--tokenizer", type=str_or_none, default=None,
+                           help="HF tokenizer name or path (default: decoder_conf.name_or_path)")
+        group.add_argument("--languages", type=str, nargs="+", default=list(DEFAULT_LANGUAGES),
+                           help="Output languages; each gets a <|lang|> token")
+        group.add_argument("--model_conf", action=NestedDictAction, default=dict(audio_attention="causal"),
+                           help="SpeechLM options: audio_attention causal|bidirectional")
+        group = parser.add_argument_group(description="Preprocess related")
+        group.add_argument("--length_hint_prob", type=float_or_none, default=0.0,
+                           help="Probability of putting the target's character count after the task token (training)")
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        return Collate(cls._tokenizer(args).pad_token_id)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+        if train:  # check every prompt line before the first step, naming file and line on error
+            for triples in (args.train_data_path_and_name_and_type, args.valid_data_path_and_name_and_type):
+                for path, name, _ in triples or []:
+                    if name == "prompt":
+                        validate_prompt_file(path, args.languages)
+        return SpeechLMPreprocessor(cls._tokenizer(args), args.languages, train=train,
+                                    length_hint_prob=args.length_hint_prob or 0.0, seed=args.seed)
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech", "prompt") if inference else ("speech", "prompt", "text")
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("text",) if inference else ()
+
+    _tokenizers: Dict[Tuple, object] = {}
+
+    @classmethod
+    def _tokenizer(cls, args: argparse.Namespace):
+        name = args.tokenizer or (args.decoder_conf or {}).get("name_or_path")
+        if name is None:
+            raise ValueError("set --tokenizer or decoder_conf.name_or_path: the tokenizer comes from the decoder LM")
+        key = (name, tuple(args.languages))
+        if key not in cls._tokenizers:
+            cls._tokenizers[key] = load_tokenizer(name, args.languages)
+        return cls._tokenizers[key]
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> SpeechLM:
+        tokenizer = cls._tokenizer(args)
+        encoder = _build(encoder_choices, args)
+        compressor = _build(compressor_choices, args, input_size=encoder.input_size())
+        length_adapter = _build(length_adapter_choices, args, input_size=encoder.output_size())
+        decoder = _build(decoder_choices, args, vocab_size=len(tokenizer))
+        model = SpeechLM(encoder=encoder, decoder=decoder, length_adapter=length_adapter, compressor=compressor,
+                         pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id, **(args.model_conf or {}))
+        return model
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
+        """One parameter group per module named in ``optim_conf.param_groups`` (its LR), plus one for the trainable
+        rest at ``optim_conf.lr``; frozen parameters are left out, empty groups skipped."""
+        optim_class = optim_classes.get(args.optim)
+        if optim_class is None:
+            raise ValueError(f"--optim must be one of {list(optim_classes)}: {args.optim}")
+        conf = dict(args.optim_conf)
+        lrs: Dict[str, float] = {k: float(v) for k, v in (conf.pop("param_groups", None) or {}).items()}
+        unknown = [k for k in lrs if not any(n == k or n.startswith(k + ".") for n, _ in model.named_parameters())]
+        if unknown:
+            modules = sorted({n.split(".")[0] for n, _ in model.named_parameters()})
+            raise ValueError(f"optim_conf.param_groups names no module: {unknown}; modules are {modules}")
+        groups: Dict[str, List[nn.Parameter]] = {k: [] for k in list(lrs) + ["rest"]}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                key = next((k for k in lrs if name == k or name.startswith(k + ".")), "rest")
+                groups[key].append(param)
+        param_groups = [
+            dict(params=ps, lr=lrs.get(k, conf.get("lr")), name=k) for k, ps in groups.items() if ps
+        ]
+        for g in param_groups:
+            if g["lr"] is None:
+                del g["lr"]
+            logging.info(f"param group {g['name']}: {sum(p.numel() for p in g['params'])} params, lr {g.get('lr')}")
+        return [optim_class(param_groups, **conf)]
