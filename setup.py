@@ -35,7 +35,7 @@ setup(
     package_data={"espnet_speechlm_plugin": ["arch/*.json"]},
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=8,<9", "pytest-timeout>=2.3"],
-        "dev": ["pytest>=8,<9", "pytest-timeout>=2.3", "ruff"],
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8,<10", "pytest-timeout>=2.3", "ruff"],
     },
 )

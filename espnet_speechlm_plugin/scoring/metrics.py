@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -71,14 +72,13 @@ class MetricResult:
 # ----------------------------------------------------------------------------------------------------- WER / CER
 @functools.lru_cache(maxsize=None)
 def _normalizer(lang: str):
-    # Imported lazily: whisper_normalizer reads its English spelling table at construction.
-    if lang == "en":
+    # Imported lazily: the English normaliser reads its spelling table at construction. The package's source
+    # has an invalid escape in a docstring, which warns on first import; that is noise for our users.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from whisper_normalizer.basic import BasicTextNormalizer
         from whisper_normalizer.english import EnglishTextNormalizer
-
-        return EnglishTextNormalizer()
-    from whisper_normalizer.basic import BasicTextNormalizer
-
-    return BasicTextNormalizer()
+    return EnglishTextNormalizer() if lang == "en" else BasicTextNormalizer()
 
 
 def normalizer_name(lang: str) -> str:
@@ -182,7 +182,7 @@ def unanswerable_accuracy(refs: list[str], hyps: list[str]) -> tuple[Optional[fl
 # -------------------------------------------------------------------------------------------- metrics per task
 def asr_metrics(group: Group) -> list[MetricResult]:
     """WER for space-delimited languages, CER for zh (a Chinese sentence is one whitespace token)."""
-    info = normalizer_name(group.lang)
+    info = "normaliser: " + normalizer_name(group.lang)
     if group.lang == "zh":
         return [MetricResult("cer", char_error_rate(group.refs, group.hyps, group.lang), group.n, info)]
     return [MetricResult("wer", word_error_rate(group.refs, group.hyps, group.lang), group.n, info)]
@@ -191,14 +191,21 @@ def asr_metrics(group: Group) -> list[MetricResult]:
 def st_metrics(group: Group) -> list[MetricResult]:
     bleu, bleu_sig = corpus_bleu(group.refs, group.hyps, group.lang)
     chrf, chrf_sig = corpus_chrf(group.refs, group.hyps)
-    return [MetricResult("bleu", bleu, group.n, bleu_sig), MetricResult("chrf", chrf, group.n, chrf_sig)]
+    return [
+        MetricResult("bleu", bleu, group.n, "sacreBLEU signature: " + bleu_sig),
+        MetricResult("chrf", chrf, group.n, "sacreBLEU signature: " + chrf_sig),
+    ]
+
+
+_ANSWER_NORM_INFO = "compared after NFKC, case folding, leading/trailing punctuation and whitespace removed"
 
 
 def sqa_metrics(group: Group) -> list[MetricResult]:
-    results = [MetricResult("exact_match", exact_match(group.refs, group.hyps), group.n, "normalize_answer")]
+    results = [MetricResult("exact_match", exact_match(group.refs, group.hyps), group.n, _ANSWER_NORM_INFO)]
     value, n_unans = unanswerable_accuracy(group.refs, group.hyps)
     if n_unans:
-        results.append(MetricResult("unanswerable_acc", value, n_unans, "normalize_answer"))
+        info = "on references that are the UNANSWERABLE strings; " + _ANSWER_NORM_INFO
+        results.append(MetricResult("unanswerable_acc", value, n_unans, info))
     return results
 
 

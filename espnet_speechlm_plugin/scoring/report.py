@@ -217,7 +217,8 @@ def render_test_set(s: TestSetScore) -> list[str]:
     lines = [f"## {s.name}", "", f"{s.n_utts} utterances."]
     if s.missing:
         shown = ", ".join(s.missing[:5]) + (", ..." if len(s.missing) > 5 else "")
-        lines[-1] += f" {len(s.missing)} hypotheses missing (scored as empty output): {shown}."
+        noun = "hypothesis" if len(s.missing) == 1 else "hypotheses"
+        lines[-1] += f" {len(s.missing)} {noun} missing (scored as empty output): {shown}."
     lines.append("")
 
     metrics = sorted({r.metric for _, _, r in s.results}, key=_metric_key)
@@ -244,13 +245,15 @@ def render_test_set(s: TestSetScore) -> list[str]:
     asked, performed, counts = confusion.confusion_matrix(s.confusion_pairs)
     lines += _table(["asked \\ performed"] + performed, [[a] + [str(counts[a][p]) for p in performed] for a in asked])
 
-    notes, seen = [], set()
+    # One note per (metric, text), naming the languages it applies to.
+    note_langs: dict[tuple[str, str], list[str]] = {}
     for _, lang, r in s.results:
         text = r.note or r.info
-        if r.metric == "task_confusion" or not text or (r.metric, lang, text) in seen:
-            continue
-        seen.add((r.metric, lang, text))
-        notes.append(f"- {r.metric} ({lang}): {text}")
+        if r.metric != "task_confusion" and text:
+            langs = note_langs.setdefault((r.metric, text), [])
+            if lang not in langs:
+                langs.append(lang)
+    notes = [f"- {metric} ({', '.join(langs)}): {text}" for (metric, text), langs in note_langs.items()]
     notes.append(
         "- task_confusion: fraction of outputs that performed another task (or output language) than asked, "
         "labelled by espnet_speechlm_plugin.scoring.confusion.classify_output (similarity >= "
@@ -353,6 +356,8 @@ def run_scoring(
         date=date or datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         corpus_stats=read_corpus_stats(Path(ref_dir)),
     )
-    write_atomic(Path(out_dir) / "results.json", json.dumps(results_rows(scores), indent=1, ensure_ascii=False) + "\n")
+    # One row per line: readable, and diffs between runs stay small.
+    rows = [json.dumps(row, ensure_ascii=False) for row in results_rows(scores)]
+    write_atomic(Path(out_dir) / "results.json", "[\n" + ",\n".join(rows) + "\n]\n")
     write_atomic(Path(out_dir) / "RESULTS.md", markdown)
     return markdown

@@ -153,3 +153,32 @@ class SpeechLMTask(AbsTask):
                 del g["lr"]
             logging.info(f"param group {g['name']}: {sum(p.numel() for p in g['params'])} params, lr {g.get('lr')}")
         return [optim_class(param_groups, **conf)]
+
+    @classmethod
+    def load_model(cls, config_file, model_file, device: str = "cpu") -> Tuple[SpeechLM, argparse.Namespace]:
+        """Rebuild the model from ``config.yaml`` and load weights safely (``weights_only``, strict keys).
+
+        Unlike ``build_model_from_file`` (``strict=False``), a checkpoint of another architecture is an error
+        that names what does not fit.
+        """
+        import yaml
+
+        with open(config_file, encoding="utf-8") as f:
+            args = argparse.Namespace(**yaml.safe_load(f))
+        model = cls.build_model(args)
+        state = torch.load(model_file, map_location=device, weights_only=True)
+        if isinstance(state.get("model"), dict):  # checkpoint.pth holds model + optimizer + scheduler states
+            state = state["model"]
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                 for k in own if k in state and state[k].shape != own[k].shape]
+        if missing or unexpected or wrong:
+            raise ValueError(
+                f"{model_file} does not fit the model of {config_file}: {len(missing)} missing, "
+                f"{len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors "
+                f"(e.g. {(missing + unexpected + wrong)[:3]}); was it trained with another config?"
+            )
+        model.load_state_dict(state)
+        return model.to(device).eval(), args

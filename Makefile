@@ -1,0 +1,29 @@
+# make demo   — install (once) and run the CPU demo recipe egs2/mini_espeak/s2t1 end to end
+# make test   — install (once) and run the test suite
+# Needs only Python 3.11 (python3.11 or python3 on PATH); everything else goes into .venv.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	@echo "== creating $(VENV) and installing the pinned stack (about 5 GB, 1-3 min)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q "uv==0.13.9"
+	$(VENV)/bin/uv pip install --python $(PY) -e ".[test]" "setuptools>=61,<74"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest tests
+
+demo: install
+	cd egs2/mini_espeak/s2t1 && ./run.sh
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

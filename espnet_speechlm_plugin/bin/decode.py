@@ -1,0 +1,98 @@
+"""Decode a feature dir with a trained SpeechLM (recipe stage 5): batched greedy decoding → Kaldi ``text``.
+
+    python -m espnet_speechlm_plugin.bin.decode --config exp/stage2/config.yaml \
+        --model_file exp/stage2/valid.acc.best.pth --data_dir dump/test --out_dir exp/stage2/decode/test
+
+Reads ``feats.scp`` and ``prompt`` (``utt lang task [question…]``) of ``data_dir``; writes ``out_dir/text``
+(``utt hypothesis``, sorted) atomically. ``--prompt_override "de translate"`` decodes every utterance with one
+prompt instead (used by the task-confusion diagnostic).
+"""
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import kaldiio
+import torch
+from tqdm import tqdm
+
+from espnet_speechlm_plugin.model.generate import GenerateConfig, greedy_generate
+from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
+
+
+def read_kaldi_map(path: Path) -> Dict[str, str]:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            uid, _, value = line.rstrip("\n").partition(" ")
+            if not uid:
+                raise ValueError(f"{path} line {lineno}: empty line")
+            out[uid] = value
+    return out
+
+
+def decode_dir(model, args, data_dir: Path, batch_size: int = 16, gen: GenerateConfig = GenerateConfig(),
+               prompt_override: Optional[str] = None, device: str = "cpu") -> Dict[str, str]:
+    tok = SpeechLMTask._tokenizer(args)
+    pre = SpeechLMTask.build_preprocess_fn(args, train=False)
+    collate = SpeechLMTask.build_collate_fn(args, train=False)
+    feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
+    prompts = read_kaldi_map(data_dir / "prompt")
+    missing = sorted(set(prompts) - set(feats.keys()))
+    if missing:
+        raise ValueError(f"{data_dir}/feats.scp has no features for {len(missing)} utterances of prompt, "
+                         f"e.g. '{missing[0]}': rerun the feature stage")
+    lengths = {}
+    shape = data_dir / "speech_shape"
+    if shape.exists():
+        lengths = {u: int(v.split(",")[0]) for u, v in read_kaldi_map(shape).items()}
+    order = sorted(prompts, key=lambda u: -lengths.get(u, 0))  # similar lengths together: little padding
+    hyps: Dict[str, str] = {}
+    for start in tqdm(range(0, len(order), batch_size), desc=f"decode {data_dir.name}", unit="batch"):
+        uids = order[start: start + batch_size]
+        items = [(u, pre(u, {"speech": feats[u], "prompt": prompt_override or prompts[u]})) for u in uids]
+        _, batch = collate(items)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        ids = greedy_generate(model, batch["speech"], batch["speech_lengths"], batch["prompt"],
+                              batch["prompt_lengths"], gen)
+        for u, seq in zip(uids, ids):
+            hyps[u] = " ".join(tok.decode(seq, skip_special_tokens=True).split())  # one line, no newlines
+    return hyps
+
+
+def write_text(hyps: Dict[str, str], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for u in sorted(hyps):
+            f.write(f"{u} {hyps[u]}\n")
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config.yaml of the experiment")
+    p.add_argument("--model_file", required=True, help="e.g. exp/stage2/valid.acc.best.pth")
+    p.add_argument("--data_dir", required=True, type=Path)
+    p.add_argument("--out_dir", required=True, type=Path)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--max_new_tokens", type=int, default=GenerateConfig.max_new_tokens)
+    p.add_argument("--prompt_override", default=None, help="decode every utterance with this 'lang task [q]'")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--nthreads", type=int, default=1)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(a.nthreads)
+    model, args = SpeechLMTask.load_model(a.config, a.model_file, a.device)
+    t0 = time.time()
+    hyps = decode_dir(model, args, a.data_dir, a.batch_size, GenerateConfig(max_new_tokens=a.max_new_tokens),
+                      a.prompt_override, a.device)
+    write_text(hyps, a.out_dir / "text")
+    logging.info(f"decoded {len(hyps)} utterances in {time.time() - t0:.1f} s → {a.out_dir / 'text'}")
+
+
+if __name__ == "__main__":
+    main()
