@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_speechlm_plugin.features.audio import AudioError, WavScpEntry, load_audio, read_wav_scp
-from espnet_speechlm_plugin.features.fbank import FEAT_DIM, MIN_NUM_SAMPLES, compute_fbank_batch
+from espnet_speechlm_plugin.features.fbank import FEAT_DIM, MIN_NUM_SAMPLES, SAMPLE_RATE, compute_fbank_batch
 
 COPIED_FILES = ("text", "utt2spk", "prompt", "transcript")
 # Utterances per compute_fbank_batch call; bounded by samples too so long recordings do not pile up in memory.
@@ -76,10 +76,10 @@ def featurize_shard(groups: list[list[WavScpEntry]], ark_path: str, progress: Ca
             entry = group[0]
             audio = load_audio(entry)
             if len(audio.waveform) < MIN_NUM_SAMPLES:
-                sharing = f" (and {len(group) - 1} more utterances with the same audio)" if len(group) > 1 else ""
+                sharing = f" (and {len(group) - 1} more utterance(s) with the same audio)" if len(group) > 1 else ""
                 raise AudioError(
                     f"{entry.where}{sharing}: audio is {audio.duration * 1000:.1f} ms long, shorter than the "
-                    f"{MIN_NUM_SAMPLES / 16:.0f} ms one feature frame needs; drop it in data prep"
+                    f"{MIN_NUM_SAMPLES / SAMPLE_RATE * 1000:.0f} ms one feature frame needs; drop it in data prep"
                 )
             result.seconds += audio.duration
             result.resampled += audio.resampled
@@ -187,6 +187,14 @@ def _replace_dir(tmp_dir: str, out_dir: str) -> None:
     shutil.rmtree(old)
 
 
+def _remove_leftovers(parent: str, name: str) -> None:
+    """Delete temp dirs a killed run of this out_dir left behind (a run for one out_dir at a time is assumed)."""
+    for entry in sorted(os.listdir(parent)):
+        if entry.startswith((f".{name}.tmp-", f".{name}.old-")):
+            print(f"featurize: removing {os.path.join(parent, entry)} left by an interrupted run", file=sys.stderr)
+            shutil.rmtree(os.path.join(parent, entry))
+
+
 def featurize(data_dir: str, out_dir: str, nj: int = 1, overwrite: bool = False, progress: bool = True) -> str:
     """Featurize data_dir into out_dir (see the module docstring); returns the one-line summary."""
     data_dir, out_dir = os.path.normpath(data_dir), os.path.normpath(out_dir)
@@ -216,7 +224,11 @@ def featurize(data_dir: str, out_dir: str, nj: int = 1, overwrite: bool = False,
 
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
+    _remove_leftovers(parent, os.path.basename(out_dir))
     tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would make the final out_dir private
     start = time.time()
     try:
         with tqdm(total=len(groups), desc=f"featurize {data_dir}", unit="audio", disable=not progress) as bar:
@@ -243,9 +255,10 @@ def featurize(data_dir: str, out_dir: str, nj: int = 1, overwrite: bool = False,
         if os.path.exists(tmp_dir):
             shutil.rmtree(tmp_dir)
 
-    hours = sum(r.seconds for r in results) / 3600
+    seconds = sum(r.seconds for r in results)
+    duration = f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
     return (
-        f"featurize: {out_dir}: {len(entries)} utterances, {len(groups)} unique audio ({hours:.2f} h), "
+        f"featurize: {out_dir}: {len(entries)} utterances, {len(groups)} unique audio ({duration}), "
         f"{sum(r.resampled for r in results)} resampled to 16 kHz, {sum(r.downmixed for r in results)} downmixed "
         f"to mono, {nj} job(s), {time.time() - start:.1f} s"
     )

@@ -4,8 +4,9 @@ Where it sits: recipe stage 2 (``bin/featurize.py``) turns every wav into a ``(T
 :func:`compute_fbank`, stores it in a kaldiio ark, and the w2v-BERT encoder consumes it as ``input_features``.
 The numbers must be those the encoder was pre-trained on, i.e. what
 ``transformers.SeamlessM4TFeatureExtractor()`` (default config, as shipped with facebook/w2v-bert-2.0)
-returns for one utterance; ``tests/test_fbank.py`` checks that to 1e-3. The HF extractor loops over frames in
-numpy; this module frames with ``unfold`` and does one rfft + one matmul per batch.
+returns for one utterance; ``tests/test_fbank.py`` checks that to 1e-3 (the difference is ~1e-5). The HF
+extractor loops over frames in numpy; here frames are ``unfold`` views and a batch of utterances goes through
+one rfft and one matmul per 512 frames (3-4x faster than HF on one CPU thread).
 
 The recipe, per utterance (16 kHz mono float waveform in [-1, 1)):
   1. scale by 2**15 (Kaldi works on int16-valued samples, so log energies match Kaldi's),
@@ -79,8 +80,9 @@ def povey_window() -> torch.Tensor:
 # (leakage of 1e-7 of a loud bin) moves log energies by up to 3e-3; float64 keeps parity at ~1e-6 for ~1.4x time.
 _MEL = mel_filterbank()
 _WINDOW = povey_window()
-# Frames per rfft call: 4096 frames (41 s) is a 16 MB float64 buffer, large enough to amortise call overhead.
-_CHUNK_FRAMES = 4096
+# Frames per rfft call: 512 frames (5 s) is a 2 MB float64 buffer that stays in cache yet amortises per-call
+# overhead; on one CPU thread 128..1024 time the same, 4096 was slower under memory contention.
+_CHUNK_FRAMES = 512
 
 
 def _as_float_tensor(waveform: Waveform, sample_rate: int) -> torch.Tensor:
@@ -169,8 +171,8 @@ def compute_fbank(waveform: Waveform, sample_rate: int = SAMPLE_RATE) -> torch.T
 def compute_fbank_batch(waveforms: Sequence[Waveform], sample_rate: int = SAMPLE_RATE) -> list[torch.Tensor]:
     """Features of several utterances of any lengths; element i equals ``compute_fbank(waveforms[i])``.
 
-    Frames of all utterances share rfft and matmul calls (in chunks of ``_CHUNK_FRAMES``, so an hour-long
-    recording needs tens of MB, not GBs); only the per-utterance normalisation runs per item, so nothing is
+    Frames of all utterances share rfft and matmul calls, in chunks of ``_CHUNK_FRAMES`` (so FFT buffers stay a
+    few MB even for an hour-long recording); only the per-utterance normalisation runs per item, so nothing is
     padded and nothing leaks between utterances.
     """
     tensors = [_as_float_tensor(w, sample_rate) for w in waveforms]
@@ -198,7 +200,7 @@ def compute_fbank_batch(waveforms: Sequence[Waveform], sample_rate: int = SAMPLE
             start += count
         log_mel[row : row + start] = _log_mel(fft_buffer)
         row += start
-    return [_normalise_and_stack(chunk) for chunk in torch.split(log_mel, counts, dim=0)]
+    return [_normalise_and_stack(utterance) for utterance in torch.split(log_mel, counts, dim=0)]
 
 
 def _num_frames(pieces: Sequence[torch.Tensor]) -> int:

@@ -143,7 +143,7 @@ class Collate:
         items = [d for _, d in batch]
         out = {}
         for key in items[0]:
-            arrays = [torch.from_numpy(np.asarray(d[key])) for d in items]
+            arrays = [torch.from_numpy(np.array(d[key])) for d in items]  # a copy: kaldiio arrays are read-only
             pad = 0.0 if arrays[0].is_floating_point() else self.pad_id
             out[key] = torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True, padding_value=pad)
             out[key + "_lengths"] = torch.tensor([len(a) for a in arrays], dtype=torch.long)

@@ -27,6 +27,8 @@ tag=speechlm
 data_args=""          # passed to local/data.sh
 make_init=false       # stage 2: make tiny random encoder/LM + corpus tokenizer in exp/init (no hub needed)
 init_args=""          # passed to make_tiny_init
+init_lm_steps=0       # with make_init: text pretraining steps of the tiny LM (0 = leave it random)
+init_encoder_steps=0  # with make_init: CTC pretraining steps of the tiny encoder (0 = leave it random)
 stage1_config=conf/stage1.yaml
 stage2_config=conf/stage2.yaml
 skip_stage1=false
@@ -92,6 +94,16 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             ${python} -m espnet_speechlm_plugin.bin.make_tiny_init --text "dump/${train_set}/text" \
                 "dump/${train_set}/prompt" --out_dir exp/init ${init_args}
         fi
+        if [ "${init_lm_steps}" -gt 0 ]; then
+            log "Pretraining the tiny LM on the training text (${init_lm_steps} steps) → exp/init/decoder"
+            ${python} -m espnet_speechlm_plugin.bin.pretrain_tiny --what lm --data_dir "dump/${train_set}" \
+                --model_dir exp/init/decoder --steps "${init_lm_steps}" --nthreads "${nthreads}"
+        fi
+        if [ "${init_encoder_steps}" -gt 0 ]; then
+            log "Pretraining the tiny encoder with CTC (${init_encoder_steps} steps) → exp/init/encoder"
+            ${python} -m espnet_speechlm_plugin.bin.pretrain_tiny --what encoder --data_dir "dump/${train_set}" \
+                --model_dir exp/init/encoder --steps "${init_encoder_steps}" --nthreads "${nthreads}"
+        fi
     fi
 fi
 
@@ -142,6 +154,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     if [ "${skip_upload}" = true ]; then
         log "Stage 8: upload skipped (--skip_upload true)"
     else
+        [ -n "${hf_repo}" ] || { log "Stage 8: set --hf_repo user/name to upload"; exit 1; }
         log "Stage 8: uploading ${exp2}/packed to the HF hub repo '${hf_repo}' (dry run: ${dry_run})"
         ${python} -m espnet_speechlm_plugin.bin.pack --exp_dir "${exp2}" --model_file "${inference_model}" \
             --out "${exp2}/packed/model.zip" --hf_repo "${hf_repo}" --dry_run "${dry_run}"

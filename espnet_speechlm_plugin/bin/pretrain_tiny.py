@@ -1,0 +1,169 @@
+"""Quick "pretraining" of the tiny models where no pretrained checkpoint can be downloaded (the CPU demo).
+
+The paper aligns a *pretrained* speech encoder with a *pretrained* instruction-following LM. A random tiny LM
+cannot follow instructions and a random encoder does not know speech, so the demo makes small stand-ins first:
+
+- ``--what lm``: the decoder LM learns the tasks from TEXT: ``[transcript] <|lang|><|task|> [question] target <eos>``
+  — the transcript's token embeddings stand where the audio embeddings will be, so the LM learns to transcribe
+  (copy), translate and answer from a prefix, as a real LLM can from text.
+- ``--what encoder``: the w2v-BERT encoder learns speech with a CTC loss over the transcript's characters.
+
+Both write the model back into its folder (``save_pretrained``), so stages 3–4 load it like a hub checkpoint.
+
+    python -m espnet_speechlm_plugin.bin.pretrain_tiny --what lm --data_dir dump/train --model_dir exp/init/decoder
+    python -m espnet_speechlm_plugin.bin.pretrain_tiny --what encoder --data_dir dump/train --model_dir exp/init/encoder
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from espnet_speechlm_plugin.bin.decode import read_kaldi_map
+from espnet_speechlm_plugin.model.prompt import DEFAULT_LANGUAGES, SpeechLMPreprocessor, load_tokenizer
+
+
+def _schedule(opt, step: int, total: int, lr: float, warmup: int) -> None:
+    scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+    for g in opt.param_groups:
+        g["lr"] = lr * max(scale, 0.05)
+
+
+def _save_atomic(model, model_dir: Path, extra=None) -> None:
+    tmp = model_dir.with_name(model_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if extra is not None:
+        extra.save_pretrained(tmp)
+    shutil.rmtree(model_dir)
+    os.replace(tmp, model_dir)
+
+
+def lm_examples(data_dir: Path, pre: SpeechLMPreprocessor) -> List[Tuple[List[int], int]]:
+    """(ids, number of leading tokens without loss) per utterance: transcript ids, then prompt, then target."""
+    texts, prompts = read_kaldi_map(data_dir / "text"), read_kaldi_map(data_dir / "prompt")
+    transcripts = read_kaldi_map(data_dir / "transcript") if (data_dir / "transcript").exists() else texts
+    out = []
+    for uid, value in prompts.items():
+        d = pre(uid, {"prompt": value, "text": texts[uid]})
+        prefix = pre.encode(transcripts.get(uid, texts[uid]))
+        out.append((prefix + d["prompt"].tolist() + d["text"].tolist(), len(prefix) + len(d["prompt"]) - 1))
+    return out
+
+
+def pretrain_lm(data_dir: Path, model_dir: Path, languages, steps: int, batch_size: int, lr: float,
+                seed: int) -> Dict[str, float]:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    tok = load_tokenizer(str(model_dir), languages)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir)
+    lm.resize_token_embeddings(len(tok))
+    examples = lm_examples(data_dir, SpeechLMPreprocessor(tok, languages, train=False))
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
+    lm.train()
+    losses = []
+    for step in tqdm(range(steps), desc="pretrain LM on text", unit="step", mininterval=5):
+        batch = rng.sample(examples, min(batch_size, len(examples)))
+        n = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), n), tok.pad_token_id)
+        labels = torch.full((len(batch), n), -100)
+        mask = torch.zeros((len(batch), n), dtype=torch.long)
+        for i, (seq, skip) in enumerate(batch):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+            labels[i, skip + 1: len(seq)] = torch.tensor(seq[skip + 1:])  # loss on the target and <eos>
+        _schedule(opt, step, steps, lr, warmup=min(100, steps // 10 + 1))
+        loss = lm(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    _save_atomic(lm, model_dir, tok)
+    return {"first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:])}
+
+
+def pretrain_encoder(data_dir: Path, model_dir: Path, steps: int, batch_size: int, lr: float,
+                     seed: int) -> Dict[str, float]:
+    import kaldiio
+    from transformers import Wav2Vec2BertModel
+
+    torch.manual_seed(seed)
+    encoder = Wav2Vec2BertModel.from_pretrained(model_dir)
+    feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
+    transcripts = read_kaldi_map(data_dir / ("transcript" if (data_dir / "transcript").exists() else "text"))
+    # one example per distinct audio (the same recording is used for several tasks)
+    by_audio = {}
+    for uid, rx in read_kaldi_map(data_dir / "feats.scp").items():
+        by_audio.setdefault(rx, uid)
+    uids = sorted(by_audio.values())
+    chars = sorted({c for u in uids for c in transcripts[u].lower()})
+    vocab = {c: i + 1 for i, c in enumerate(chars)}  # 0 = CTC blank
+    head = nn.Linear(encoder.config.hidden_size, len(vocab) + 1)
+    params = list(encoder.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rng = random.Random(seed)
+    cache = {u: torch.from_numpy(feats[u]).float() for u in uids}
+    encoder.train()
+    losses = []
+    for step in tqdm(range(steps), desc="pretrain encoder (CTC)", unit="step", mininterval=5):
+        batch = rng.sample(uids, min(batch_size, len(uids)))
+        x = nn.utils.rnn.pad_sequence([cache[u] for u in batch], batch_first=True)
+        lengths = torch.tensor([len(cache[u]) for u in batch])
+        mask = (torch.arange(x.size(1))[None] < lengths[:, None]).long()
+        targets = [torch.tensor([vocab[c] for c in transcripts[u].lower()]) for u in batch]
+        logp = head(encoder(input_features=x, attention_mask=mask).last_hidden_state).log_softmax(-1)
+        _schedule(opt, step, steps, lr, warmup=min(100, steps // 10 + 1))
+        loss = nn.functional.ctc_loss(logp.transpose(0, 1), torch.cat(targets), lengths,
+                                      torch.tensor([len(t) for t in targets]), zero_infinity=True)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+    _save_atomic(encoder, model_dir)
+    return {"first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:])}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--what", required=True, choices=["lm", "encoder"])
+    p.add_argument("--data_dir", required=True, type=Path, help="a feature dir: feats.scp, text, prompt, transcript")
+    p.add_argument("--model_dir", required=True, type=Path, help="HF folder to train in place")
+    p.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES))
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nthreads", type=int, default=1)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(a.nthreads)
+    done = a.model_dir / f"pretrained_{a.what}.json"
+    if done.exists():
+        print(f"{done} exists: {a.what} already pretrained, skipping")
+        return
+    t0 = time.time()
+    if a.what == "lm":
+        stats = pretrain_lm(a.data_dir, a.model_dir, a.languages, a.steps, a.batch_size, a.lr, a.seed)
+    else:
+        stats = pretrain_encoder(a.data_dir, a.model_dir, a.steps, a.batch_size, a.lr, a.seed)
+    stats.update(steps=a.steps, seconds=round(time.time() - t0, 1))
+    done.write_text(json.dumps(stats, indent=1) + "\n")
+    print(f"pretrained {a.what}: {stats}")
+
+
+if __name__ == "__main__":
+    main()

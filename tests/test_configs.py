@@ -1,0 +1,157 @@
+"""Every config in conf/ parses as training would parse it and builds its model.
+
+The tiny configs build for real on tiny local models; the real-size ones build on the meta device from the
+architectures bundled in espnet_speechlm_plugin/arch/ and must match the published parameter counts. Stage-1 and
+stage-2 configs of one model may differ only in freeze/LR/init/hint keys.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from espnet_speechlm_plugin.bin import model_size
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CONFIGS = sorted(CONF.glob("*.yaml"))
+REAL_SIZES = ("qwen2.5-0.5b", "qwen2.5-1.5b", "phi-4-mini")
+DECODERS = {"qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B", "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
+            "phi-4-mini": "microsoft/Phi-4-mini-instruct"}
+# w2v-BERT 2.0 builds to 580,493,120 parameters (1,024 of them the SpecAugment mask embedding); its card says "600M"
+W2V_BERT_CARD, W2V_BERT_TOLERANCE = 600e6, 0.05
+# what may differ between stage1_X.yaml and stage2_X.yaml (dotted paths; a trailing ".*" covers a whole sub-dict)
+STAGE_KEYS = ("freeze_param", "length_hint_prob", "init_param", "optim_conf.lr", "optim_conf.param_groups.*")
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _allowed(key: str) -> bool:
+    return any(key == a or (a.endswith(".*") and key.startswith(a[:-1])) for a in STAGE_KEYS)
+
+
+def _load(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def test_conf_has_every_expected_config():
+    names = {p.name for p in CONFIGS}
+    expected = {f"stage{s}_{m}.yaml" for s in (1, 2) for m in ("tiny",) + REAL_SIZES}
+    assert expected <= names, f"missing from conf/: {sorted(expected - names)}"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses_with_floats_and_a_header(path):
+    args = model_size.parse_config(str(path))
+    # YAML 1.1 reads 2e-4 as a string: every learning rate and beta must have come out as a number
+    conf = args.optim_conf
+    numbers = [conf["lr"], *conf.get("betas", []), *(conf.get("param_groups") or {}).values()]
+    assert all(isinstance(v, float) for v in numbers), f"{path.name}: non-float in optim_conf {conf}"
+    header = path.read_text(encoding="utf-8").split("\n\n")[0]
+    assert header.startswith("# Stage"), f"{path.name}: first line must say what it trains"
+    assert f"--config conf/{path.name}" in header, f"{path.name}: header must give the command that runs it"
+
+
+@pytest.mark.parametrize("stage1", sorted(CONF.glob("stage1_*.yaml")), ids=lambda p: p.name)
+def test_stage_pair_differs_only_in_stage_keys(stage1):
+    stage2 = stage1.with_name(stage1.name.replace("stage1_", "stage2_"))
+    a, b = _flatten(_load(stage1)), _flatten(_load(stage2))
+    differing = sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
+    assert differing, "the stages must differ somewhere"
+    assert [k for k in differing if not _allowed(k)] == [], f"{stage1.name} vs {stage2.name}: {differing}"
+    assert set(a["freeze_param"]) == {"encoder", "decoder"} and b["freeze_param"] == []
+    assert (a["length_hint_prob"], b["length_hint_prob"]) == (0.9, 0.0)
+
+
+@pytest.mark.parametrize("size", REAL_SIZES)
+def test_real_config_hyperparameters(size):
+    s1 = model_size.parse_config(str(CONF / f"stage1_{size}.yaml"))
+    s2 = model_size.parse_config(str(CONF / f"stage2_{size}.yaml"))
+    assert s2.optim_conf["param_groups"] == {"compressor": 2.0e-4, "length_adapter": 2.0e-4, "projector": 2.0e-4,
+                                             "encoder": 6.0e-6, "decoder": 2.0e-5}
+    assert s1.optim == "adamw" and s1.optim_conf["betas"] == [0.9, 0.95]
+    assert (s1.batch_type, s1.use_amp, s1.use_tensorboard) == ("numel", True, False)
+    assert s1.encoder_conf["name_or_path"] == "facebook/w2v-bert-2.0"
+    assert s1.decoder_conf["name_or_path"] == DECODERS[size]
+    assert (s1.compressor, s1.compressor_conf["num_layers"]) == ("conv1d", 3)
+    assert (s1.length_adapter, s1.length_adapter_conf["num_layers"], s1.length_adapter_conf["stride"]) == (
+        "conformer", 2, 2)
+    # one cosine over the whole run: T_0 must be the number of optimizer updates, or the LR restarts mid-run
+    updates = s1.max_epoch * s1.num_iters_per_epoch // s1.accum_grad
+    assert s1.scheduler == "cosineannealingwarmrestarts" and s1.scheduler_conf["T_0"] == updates
+
+
+def test_scheduler_keeps_per_group_lr_ratios():
+    from espnet2.tasks.abs_task import scheduler_classes
+
+    args = model_size.parse_config(str(CONF / "stage2_qwen2.5-0.5b.yaml"))
+    lrs = list(args.optim_conf["param_groups"].values())
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in lrs]
+    opt = torch.optim.AdamW([dict(params=[p], lr=lr) for p, lr in zip(params, lrs)], betas=(0.9, 0.95))
+    sched = scheduler_classes[args.scheduler](opt, **args.scheduler_conf)
+    for _ in range(args.scheduler_conf["T_0"] // 2):
+        opt.step()
+        sched.step()
+    now = [g["lr"] for g in opt.param_groups]
+    assert now == pytest.approx([lr / 2 for lr in lrs], rel=1e-6)  # half way down the cosine, ratios kept
+
+
+@pytest.mark.parametrize("size", REAL_SIZES)
+def test_real_model_builds_on_meta_with_published_sizes(size):
+    model = model_size.build_on_meta(str(CONF / f"stage1_{size}.yaml"))
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    index = model_size.load_index()
+    published = index[DECODERS[size]]
+    counts = model_size.count_params(model)
+    decoder = counts["decoder"]
+    assert abs(decoder - published["published_params"]) / published["published_params"] < 0.01, (
+        f"{DECODERS[size]}: built {decoder:,}, published {published['published_as']}")
+    if "exact_params" in published:
+        assert decoder == published["exact_params"]
+    assert abs(counts["encoder"] - W2V_BERT_CARD) / W2V_BERT_CARD < W2V_BERT_TOLERANCE, counts["encoder"]
+    # the tokenizer stand-in is small: embeddings are only grown, so the LM keeps its published vocabulary
+    vocab = model.decoder.lm.config.vocab_size
+    assert model.decoder.lm.get_input_embeddings().num_embeddings == vocab > 150000
+    # stage 1 trains exactly the adapter parts, stage 2 everything
+    s1 = model_size.count_params(model, model_size.parse_config(str(CONF / f"stage1_{size}.yaml")).freeze_param)
+    s2 = model_size.count_params(model, model_size.parse_config(str(CONF / f"stage2_{size}.yaml")).freeze_param)
+    assert s1 == dict(counts, encoder=0, decoder=0) and s2 == counts
+    assert min(counts[m] for m in ("compressor", "length_adapter", "projector")) > 0
+
+
+def test_report_lists_every_module_and_both_stages(capsys):
+    model_size.main([str(CONF / "stage2_qwen2.5-0.5b.yaml")])
+    out = capsys.readouterr().out
+    assert re.search(r"^decoder\s+494,032,768\s+0\s+494,032,768$", out, re.M), out
+    assert "stage1 trainable" in out and "stage2 trainable" in out
+
+
+def test_unknown_architecture_names_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match="Qwen/Qwen2.5-0.5B.*not-a/model|not-a/model.*Qwen/Qwen2.5-0.5B"):
+        model_size.arch_path("not-a/model")
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("stage*_tiny.yaml")), ids=lambda p: p.name)
+def test_tiny_config_builds_and_runs(path, tiny_init):
+    from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
+
+    args = model_size.parse_config(str(path))
+    args.encoder_conf = dict(args.encoder_conf, name_or_path=f"{tiny_init}/encoder")
+    args.decoder_conf = dict(args.decoder_conf, name_or_path=f"{tiny_init}/decoder")
+    torch.manual_seed(0)
+    model = SpeechLMTask.build_model(args)
+    speech = torch.randn(2, 80, 160)
+    lengths = torch.tensor([80, 61])
+    prompt, text = torch.tensor([[3, 4], [5, 6]]), torch.tensor([[7, 8, 9], [10, 11, 0]])
+    loss, stats, weight = model(speech, lengths, prompt, torch.tensor([2, 2]), text, torch.tensor([3, 2]))
+    assert torch.isfinite(loss) and loss.item() > 0
