@@ -18,10 +18,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
 import torch
-import yaml
+
+if TYPE_CHECKING:
+    from espnet_speechlm_plugin.model.speechlm import SpeechLM
 
 ARCH_DIR = Path(__file__).resolve().parents[1] / "arch"
 MODULES = ("compressor", "encoder", "length_adapter", "projector", "decoder")
@@ -82,13 +84,16 @@ def meta_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def build_on_meta(config_path: str) -> torch.nn.Module:
+def build_on_meta(config_path: str) -> "SpeechLM":
     """The config's SpeechLM with every parameter on the meta device (published architectures, no weights)."""
+    return _build_on_meta(parse_config(config_path))
+
+
+def _build_on_meta(args: argparse.Namespace) -> "SpeechLM":
     from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
-    args = meta_args(parse_config(config_path))
     with torch.device("meta"):
-        model = SpeechLMTask.build_model(args)
+        model = SpeechLMTask.build_model(meta_args(args))
     # a few tensors escape the device context (HF makes w2v-BERT's masked_spec_embed with the legacy
     # torch.Tensor(n) constructor, which ignores it); move them too, so nothing real is allocated
     return model.to("meta")
@@ -123,18 +128,13 @@ def stage_configs(config_path: str) -> Dict[str, str]:
     return out
 
 
-def _freeze_param(config_path: str) -> List[str]:
-    with open(config_path, encoding="utf-8") as f:
-        return list((yaml.safe_load(f) or {}).get("freeze_param") or [])
-
-
 def report(config_path: str) -> str:
     """A table of parameters per module: total, and trainable in each stage config of the same model."""
-    model = build_on_meta(config_path)
     args = parse_config(config_path)
-    stages = stage_configs(config_path)
+    model = _build_on_meta(args)
     total = count_params(model)
-    trainable = {stage: count_params(model, _freeze_param(p)) for stage, p in stages.items()}
+    trainable = {stage: count_params(model, parse_config(path).freeze_param or [])
+                 for stage, path in stage_configs(config_path).items()}
     cols = ["params"] + [f"{s} trainable" for s in trainable]
     lines = [f"{config_path}  (meta build: architectures from {ARCH_DIR}, no weights)",
              f"{'module':<16}" + "".join(f"{c:>20}" for c in cols)]
