@@ -32,7 +32,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["espnet_speechlm_plugin", "espnet_speechlm_plugin.*"]),
-    package_data={"espnet_speechlm_plugin": ["arch/*.json"]},
+    package_data={"espnet_speechlm_plugin": ["arch/*.json", "arch/*/config.json", "arch/README.md"]},
     install_requires=install_requires,
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3"],

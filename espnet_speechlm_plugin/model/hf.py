@@ -46,7 +46,8 @@ def load_or_init(auto_cls, name_or_path: str, what: str, random_init: bool, torc
     config = from_pretrained(AutoConfig, name_or_path, what + " config", **kwargs)
     build = getattr(auto_cls, "from_config", None) or auto_cls._from_config  # Auto* classes vs concrete ones
     extra = {"attn_implementation": attn} if attn else {}
-    return build(config, torch_dtype=_dtype(torch_dtype), **extra)
+    # config.json may say bfloat16 (Qwen, Phi); a random model is built in float32 unless asked otherwise
+    return build(config, torch_dtype=_dtype(torch_dtype) or torch.float32, **extra)
 
 
 class W2VBertEncoder(nn.Module):
