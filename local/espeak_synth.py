@@ -126,7 +126,6 @@ def _engine() -> _Engine:
     return _ENGINE
 
 
-@functools.lru_cache(maxsize=None)
 def _synth_in_child(engine: _Engine, text: str, voice: Voice) -> np.ndarray:
     """``engine.synth`` in a forked child, so this process's engine never leaves its initial state."""
     read_fd, write_fd = os.pipe()
@@ -157,6 +156,7 @@ def _synth_in_child(engine: _Engine, text: str, voice: Voice) -> np.ndarray:
     return np.frombuffer(body, dtype=np.int16)
 
 
+@functools.lru_cache(maxsize=None)
 def available_variants() -> tuple[str, ...]:
     import espeakng_loader
 

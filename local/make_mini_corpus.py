@@ -30,6 +30,7 @@ the same plan is left alone; outputs appear only when complete (temporary dirs, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -45,13 +46,18 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
+# no tqdm monitor thread: espeak_synth forks per utterance, and forking a threaded process is unsafe
+tqdm.monitor_interval = 0
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import espeak_synth  # noqa: E402
 import mini_grammar  # noqa: E402
 
 SPLITS = ("test", "dev", "train")  # sentence draw order: held-out sets first
 TASK_KINDS = ("transcribe", "translate", "answer", "transcribe_other")
-DEFAULT_MIX = {"transcribe": 0.3, "translate": 0.3, "answer": 0.3, "transcribe_other": 0.1}
+# Translation weighs most: three target lexicons to learn (BLEU target on each), while every English-audio
+# task also exercises recognition; transcribe_other gives the decoder target-language text from speech.
+DEFAULT_MIX = {"transcribe": 0.25, "translate": 0.4, "answer": 0.25, "transcribe_other": 0.1}
 DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "prompt", "transcript")
 WAV_MANIFEST = ".mini_corpus.json"
 PLAN_VERSION = 1  # bump when the plan or the synthesis changes meaning, to invalidate old corpora
@@ -82,7 +88,8 @@ def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
     """Split n into integer parts proportional to weights (largest remainder; ties go to the earlier key)."""
     total = sum(weights.values())
     if n < 0 or total <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError(f"cannot split {n} by weights {weights}: need n >= 0 and non-negative weights with a positive sum")
+        raise ValueError(f"cannot split {n} by weights {weights}: "
+                         "need n >= 0 and non-negative weights with a positive sum")
     exact = {k: n * w / total for k, w in weights.items()}
     out = {k: int(v) for k, v in exact.items()}
     order = sorted(weights, key=lambda k: (-(exact[k] - out[k]), list(weights).index(k)))
@@ -105,6 +112,11 @@ def plan_corpus(grammar, sizes: dict[str, int], mix: dict[str, float], unanswera
         raise ValueError(f"--unanswerable must be a share in [0, 1], got {unanswerable}")
     wav_dir = Path(wav_dir).resolve()
     src, targets = grammar.source, grammar.targets
+    for lang in grammar.languages:  # fail before synthesising, not in a worker
+        unknown = [v for v in grammar.espeak(lang)["variants"] if v not in espeak_synth.available_variants()]
+        if unknown:
+            raise ValueError(f"{grammar.path}: languages.{lang}.espeak.variants names {unknown}, which espeak-ng "
+                             "does not have; see espeak-ng-data/voices/!v in the espeakng-loader wheel")
     counts = {}
     for split in SPLITS:
         c = allocate(sizes[split], mix)
@@ -228,22 +240,18 @@ def synthesise(plan, wav_dir: Path, nj: int, reuse: bool = True) -> dict[str, in
         else:
             jobs.append((str(tmp_wav), rec.voice, rec.text))
     start = time.time()
-    with tqdm(total=len(recs), initial=len(samples), desc="synthesising", unit="wav", file=sys.stderr) as bar:
-        if nj <= 1:
-            results = map(_synth_job, jobs)
-            pool = None
-        else:
-            # spawn: each worker initialises its own espeak-ng; never fork a process holding one
-            pool = multiprocessing.get_context("spawn").Pool(nj)
+    nj = min(nj, max(1, len(jobs) // 50))  # starting a worker costs about as much as 50 wavs
+    # spawn: workers start clean (no inherited threads or library state); each initialises its own espeak-ng.
+    # A Pool's context exit terminates the workers, also when a job fails.
+    pool = multiprocessing.get_context("spawn").Pool(nj) if nj > 1 else contextlib.nullcontext()
+    with pool, tqdm(total=len(recs), initial=len(samples), desc="synthesising", unit="wav", file=sys.stderr) as bar:
+        if nj > 1:
             results = pool.imap_unordered(_synth_job, jobs, chunksize=max(1, len(jobs) // (nj * 16)))
-        try:
-            for tmp_wav, n in results:
-                samples[str(wav_dir / Path(tmp_wav).relative_to(tmp))] = n
-                bar.update()
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
+        else:
+            results = map(_synth_job, jobs)
+        for tmp_wav, n in results:
+            samples[str(wav_dir / Path(tmp_wav).relative_to(tmp))] = n
+            bar.update()
     samples = dict(sorted(samples.items()))
     hours = sum(samples.values()) / espeak_synth.SAMPLE_RATE / 3600
     print(f"synthesised {len(jobs)} wavs ({hours:.2f} h of audio in all) in {time.time() - start:.1f} s "

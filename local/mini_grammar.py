@@ -79,7 +79,8 @@ def pick(spec, feats, what="form"):
     if best_n < 0:
         raise KeyError(f"{what}: no form for features {sorted(feats)} among {list(spec)}; add one to the grammar file")
     if tied:
-        raise ValueError(f"{what}: two forms match features {sorted(feats)} equally in {list(spec)}; make one more specific")
+        raise ValueError(f"{what}: two forms match features {sorted(feats)} equally in {list(spec)}; "
+                         "make one more specific")
     return best
 
 
@@ -110,7 +111,8 @@ class Grammar:
                 if key not in conf:
                     raise ValueError(f"{path}: languages.{lang} has no `{key}`")
             if len(conf["numbers"]) < self.gen["max_count"]:
-                raise ValueError(f"{path}: languages.{lang}.numbers needs {self.gen['max_count']} entries (generator.max_count)")
+                raise ValueError(f"{path}: languages.{lang}.numbers needs {self.gen['max_count']} entries "
+                                 "(generator.max_count)")
         self.nouns, self.noun_class = {}, {}
         for cls in _NOUN_CLASSES:
             for key, entry in spec[cls].items():
@@ -123,13 +125,15 @@ class Grammar:
         self.adj_class = {}
         for cls in _ADJ_CLASSES:
             for key, entry in spec[cls].items():
-                self.adjs[key] = {lang: self._fields(f"{cls}.{key}", entry, lang, "adj_fields") for lang in self.languages}
+                self.adjs[key] = {lang: self._fields(f"{cls}.{key}", entry, lang, "adj_fields")
+                                  for lang in self.languages}
                 self.adj_class[key] = cls
         self.colours, self.sizes = list(spec["colours"]), list(spec["sizes"])
         self.verbs = {}
         for cls in ("intransitive_verbs", "transitive_verbs"):
             for key, entry in spec[cls].items():
-                self.verbs[key] = {lang: self._fields(f"{cls}.{key}", entry, lang, "verb_fields") for lang in self.languages}
+                self.verbs[key] = {lang: self._fields(f"{cls}.{key}", entry, lang, "verb_fields")
+                                   for lang in self.languages}
         self.intransitive, self.transitive = list(spec["intransitive_verbs"]), list(spec["transitive_verbs"])
         self.verb_objects = {k: v["objects"] for k, v in spec["transitive_verbs"].items()}
         self.preps = {k: {lang: self._entry(f"prepositions.{k}", v, lang) for lang in self.languages}
@@ -145,7 +149,8 @@ class Grammar:
     # ---- loading helpers -------------------------------------------------------------------
     def _entry(self, where, entry, lang):
         if lang not in entry:
-            raise ValueError(f"{self.path}: {where} has no {lang!r} form; every entry needs one per language in `languages`")
+            raise ValueError(f"{self.path}: {where} has no {lang!r} form; "
+                             "every entry needs one per language in `languages`")
         return entry[lang]
 
     def _fields(self, where, entry, lang, fields_key):
@@ -154,8 +159,8 @@ class Grammar:
         if isinstance(value, list):
             fields = self._lang[lang].get(fields_key)
             if not fields or len(fields) != len(value):
-                raise ValueError(f"{self.path}: {where}.{lang} lists {len(value)} forms but languages.{lang}.{fields_key} "
-                                 f"is {fields}; give one form per field")
+                raise ValueError(f"{self.path}: {where}.{lang} lists {len(value)} forms but "
+                                 f"languages.{lang}.{fields_key} is {fields}; give one form per field")
             return dict(zip(fields, value))
         return value
 
@@ -189,7 +194,10 @@ class Grammar:
         return pick(entry, feats, f"{adj}.{lang}")
 
     def np_text(self, np: NP, lang: str, role: str = "subj", definite: bool = False) -> str:
-        """``np`` in ``lang`` for a role (subj, obj, place, question); ``definite`` uses the article in the plural too."""
+        """``np`` in ``lang`` for a role (subj, obj, place, question).
+
+        ``definite`` puts the article on plurals too ("the cats" in questions); sentences count them.
+        """
         return _finish(self._np(np, lang, role, definite))
 
     def _np(self, np, lang, role, definite=False):
@@ -293,7 +301,8 @@ class Grammar:
         number = "sg" if target.count == 1 else "pl"
         ctx = dict(
             np=self._np(NP(target.noun, target.count), lang, "question", definite=True),
-            noun_pl=pick(noun["forms"], self._feats(lang, target.noun, "pl", "question", "def"), f"{target.noun}.{lang}"),
+            noun_pl=pick(noun["forms"], self._feats(lang, target.noun, "pl", "question", "def"),
+                         f"{target.noun}.{lang}"),
             cl=noun["cl"],
         )
         template = pick(conf["questions"][qtype], self._feats(lang, target.noun, number, "question", "def"),
@@ -321,7 +330,8 @@ class Grammar:
             options = []
             for qtype in qtypes:
                 targets = {"colour": [np for np in nps if np.adj in self.colours],
-                           "count": nps,
+                           # a counted plural when there is one: "one" should not dominate the answers
+                           "count": [np for np in nps if np.count > 1] or nps,
                            "where": nps if s.place else [],
                            "action": [s.subj]}[qtype]
                 if targets:

@@ -77,7 +77,8 @@ def make_tiny_init(texts: Iterable[str], out_dir: str, vocab_size: int = 2000, e
                    heads: int = 4, seed: int = 0) -> Path:
     """Write ``out_dir/{encoder,decoder}`` (+ the tokenizer saved with the decoder, as on the hub); atomically."""
     out = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=out.name + ".tmp"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".tmp"))
     try:
         tok = train_tokenizer(texts, str(tmp / "decoder"), vocab_size)
         make_encoder(str(tmp / "encoder"), encoder_hidden, encoder_layers, heads, seed)
