@@ -1,12 +1,10 @@
 """features.fbank against the reference: HF SeamlessM4TFeatureExtractor on espeak-synthesised speech."""
 
-import ctypes
-import functools
+import sys
+from pathlib import Path
 
-import espeakng_loader
 import numpy as np
 import pytest
-import soxr
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
@@ -18,42 +16,14 @@ from espnet_speechlm_plugin.features.fbank import (
     num_output_frames,
 )
 
-ESPEAK_AUDIO_OUTPUT_SYNCHRONOUS = 2
-ESPEAK_POS_CHARACTER = 1
-ESPEAK_CHARS_UTF8 = 1
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
+from espeak_synth import Voice, synthesize  # noqa: E402
 
-
-@functools.lru_cache(maxsize=None)
-def _espeak():
-    """libespeak-ng from the espeakng-loader wheel, initialised once per process; returns (lib, sample rate)."""
-    lib = ctypes.CDLL(espeakng_loader.get_library_path())
-    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-    lib.espeak_Synth.argtypes = [
-        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-        ctypes.c_void_p, ctypes.c_void_p,
-    ]
-    rate = lib.espeak_Initialize(ESPEAK_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
-    assert rate > 0, "espeak_Initialize failed"
-    return lib, rate
 
 
 def speak(text: str, voice: str = "en-us") -> np.ndarray:
-    """espeak-ng speech for ``text`` as 16 kHz float32 in [-1, 1) (espeak's 22.05 kHz resampled with soxr)."""
-    lib, rate = _espeak()
-    chunks = []
-
-    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-    def on_audio(wav, num_samples, events):
-        if num_samples > 0:
-            chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
-        return 0
-
-    lib.espeak_SetSynthCallback(on_audio)
-    assert lib.espeak_SetVoiceByName(voice.encode()) == 0, f"espeak has no voice {voice}"
-    data = text.encode("utf-8")
-    assert lib.espeak_Synth(data, len(data) + 1, 0, ESPEAK_POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None) == 0
-    pcm = np.concatenate(chunks).astype(np.float32) / 32768.0
-    return soxr.resample(pcm, rate, 16000).astype(np.float32)
+    """espeak-ng speech for ``text`` as 16 kHz float32, through the project's one espeak wrapper."""
+    return synthesize(text, Voice(voice))
 
 
 @pytest.fixture(scope="module")
