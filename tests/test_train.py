@@ -50,7 +50,8 @@ def train_cmd(config: str, out: Path, dump: Path, tiny_init: Path, *extra: str):
                  f"--{split}_data_path_and_name_and_type", f"{dump}/text,text,text",
                  f"--{split}_shape_file", f"{dump}/speech_shape"]
     return ["--config", str(REPO / config), "--output_dir", str(out),
-            "--encoder_conf", f"name_or_path={tiny_init}/encoder", "--decoder_conf", f"name_or_path={tiny_init}/decoder",
+            "--encoder_conf", f"name_or_path={tiny_init}/encoder",
+            "--decoder_conf", f"name_or_path={tiny_init}/decoder",
             "--length_adapter_conf", "num_heads=4", "--length_adapter_conf", "ffn_dim=128",
             "--batch_size", "3", "--max_epoch", "2", "--num_att_plot", "0", *data, *extra]
 
@@ -106,7 +107,7 @@ def test_decode_cli_writes_one_hypothesis_per_utterance(trained):
 
 
 def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path):
-    _, _, exp1, exp2 = trained
+    exp2 = trained[3]
     config = yaml.safe_load((exp2 / "config.yaml").read_text())
     config["length_adapter"] = "linear"
     config["length_adapter_conf"] = {"stride": 4}

@@ -42,14 +42,16 @@ def train_tokenizer(texts: Iterable[str], out_dir: str, vocab_size: int = 2000):
 
 
 def make_encoder(out_dir: str, hidden: int = 128, layers: int = 2, heads: int = 4, seed: int = 0):
-    """A tiny w2v-BERT (same architecture as w2v-BERT 2.0, 160-dim input) with SpecAugment off."""
+    """A tiny w2v-BERT (same architecture as w2v-BERT 2.0, 160-dim input). Like the real one it masks time spans
+    (SpecAugment) in training mode; the spans are short because the demo feeds it 12.5 Hz frames."""
     from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
     torch.manual_seed(seed)
     config = Wav2Vec2BertConfig(
         hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=2 * hidden,
         output_hidden_size=hidden, feature_projection_input_dim=160, conv_depthwise_kernel_size=15,
-        left_max_position_embeddings=16, right_max_position_embeddings=4, mask_time_prob=0.0, layerdrop=0.0,
+        left_max_position_embeddings=16, right_max_position_embeddings=4, mask_time_prob=0.1, mask_time_length=2,
+        mask_time_min_masks=1, layerdrop=0.0,
     )
     model = Wav2Vec2BertModel(config)
     model.save_pretrained(out_dir)
@@ -75,12 +77,13 @@ def make_decoder(out_dir: str, vocab_size: int, hidden: int = 128, layers: int =
 def make_tiny_init(texts: Iterable[str], out_dir: str, vocab_size: int = 2000, encoder_hidden: int = 128,
                    encoder_layers: int = 2, decoder_hidden: int = 128, decoder_layers: int = 2,
                    heads: int = 4, seed: int = 0) -> Path:
-    """Write ``out_dir/{encoder,decoder}`` (+ the tokenizer saved with the decoder, as on the hub); atomically."""
+    """Write ``out_dir/{encoder,decoder,tokenizer}`` (the tokenizer also inside decoder/, as on the hub); atomically."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".tmp"))
     try:
         tok = train_tokenizer(texts, str(tmp / "decoder"), vocab_size)
+        tok.save_pretrained(str(tmp / "tokenizer"))  # a stable copy: decoder/ is rewritten by LM pretraining
         make_encoder(str(tmp / "encoder"), encoder_hidden, encoder_layers, heads, seed)
         make_decoder(str(tmp / "decoder"), len(tok), decoder_hidden, decoder_layers, heads, max(1, heads // 2), seed)
         if out.exists():

@@ -69,7 +69,8 @@ def pretrain_lm(data_dir: Path, model_dir: Path, languages, steps: int, batch_si
     tok = load_tokenizer(str(model_dir), languages)
     lm = AutoModelForCausalLM.from_pretrained(model_dir)
     lm.resize_token_embeddings(len(tok))
-    examples = lm_examples(data_dir, SpeechLMPreprocessor(tok, languages, train=False))
+    # half the examples carry stage 1's length hint, so the frozen LM of stage 1 knows both prompt forms
+    examples = lm_examples(data_dir, SpeechLMPreprocessor(tok, languages, train=True, length_hint_prob=0.5))
     rng = random.Random(seed)
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
     lm.train()
@@ -95,13 +96,20 @@ def pretrain_lm(data_dir: Path, model_dir: Path, languages, steps: int, batch_si
     return {"first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:])}
 
 
-def pretrain_encoder(data_dir: Path, model_dir: Path, steps: int, batch_size: int, lr: float,
-                     seed: int) -> Dict[str, float]:
+def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compressor_layers: int, steps: int,
+                     batch_size: int, lr: float, seed: int) -> Dict[str, float]:
+    """CTC over the LM tokenizer's ids of each transcript, on ``compressor → encoder``. The compressor's weights go
+    to ``model_dir/compressor.pth`` so stage 1 can start from them (``--init_param <that>::compressor``)."""
     import kaldiio
-    from transformers import Wav2Vec2BertModel
+    from transformers import AutoTokenizer, Wav2Vec2BertModel
+
+    from espnet_speechlm_plugin.model.adapters import ConvCompressor
 
     torch.manual_seed(seed)
     encoder = Wav2Vec2BertModel.from_pretrained(model_dir)
+    compressor = ConvCompressor(encoder.config.feature_projection_input_dim, compressor_layers) \
+        if compressor_layers else None
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
     transcripts = read_kaldi_map(data_dir / ("transcript" if (data_dir / "transcript").exists() else "text"))
     # one example per distinct audio (the same recording is used for several tasks)
@@ -109,31 +117,34 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, steps: int, batch_size: in
     for uid, rx in read_kaldi_map(data_dir / "feats.scp").items():
         by_audio.setdefault(rx, uid)
     uids = sorted(by_audio.values())
-    chars = sorted({c for u in uids for c in transcripts[u].lower()})
-    vocab = {c: i + 1 for i, c in enumerate(chars)}  # 0 = CTC blank
-    head = nn.Linear(encoder.config.hidden_size, len(vocab) + 1)
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    labels = {u: torch.tensor(tok(transcripts[u], add_special_tokens=False)["input_ids"]) + 1 for u in uids}
+    head = nn.Linear(encoder.config.hidden_size, len(tok) + 1)  # 0 = CTC blank, token id i → i + 1
+    modules = nn.ModuleList([encoder, head] + ([compressor] if compressor is not None else []))
+    opt = torch.optim.AdamW(modules.parameters(), lr=lr, weight_decay=0.01)
     rng = random.Random(seed)
     cache = {u: torch.from_numpy(feats[u]).float() for u in uids}
-    encoder.train()
+    modules.train()
     losses = []
     for step in tqdm(range(steps), desc="pretrain encoder (CTC)", unit="step", mininterval=5):
         batch = rng.sample(uids, min(batch_size, len(uids)))
-        x = nn.utils.rnn.pad_sequence([cache[u] for u in batch], batch_first=True)
+        x = nn.utils.rnn.pad_sequence([cache[u] for u in batch], batch_first=True)  # (B, T, 160)
         lengths = torch.tensor([len(cache[u]) for u in batch])
+        if compressor is not None:
+            x, lengths = compressor(x, lengths)  # (B, T/2^k, 160)
         mask = (torch.arange(x.size(1))[None] < lengths[:, None]).long()
-        targets = [torch.tensor([vocab[c] for c in transcripts[u].lower()]) for u in batch]
         logp = head(encoder(input_features=x, attention_mask=mask).last_hidden_state).log_softmax(-1)
+        targets = [labels[u] for u in batch]
         _schedule(opt, step, steps, lr, warmup=min(100, steps // 10 + 1))
         loss = nn.functional.ctc_loss(logp.transpose(0, 1), torch.cat(targets), lengths,
                                       torch.tensor([len(t) for t in targets]), zero_infinity=True)
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
+        nn.utils.clip_grad_norm_(modules.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
     _save_atomic(encoder, model_dir)
+    if compressor is not None:
+        torch.save(compressor.state_dict(), model_dir / "compressor.pth")
     return {"first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:])}
 
 
@@ -143,6 +154,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--data_dir", required=True, type=Path, help="a feature dir: feats.scp, text, prompt, transcript")
     p.add_argument("--model_dir", required=True, type=Path, help="HF folder to train in place")
     p.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES))
+    p.add_argument("--tokenizer", type=Path, default=None, help="encoder: the LM's tokenizer folder (CTC units)")
+    p.add_argument("--compressor_layers", type=int, default=0, help="encoder: Conv1d layers in front (as in the "
+                   "model config); their weights are saved to MODEL_DIR/compressor.pth")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -159,7 +173,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if a.what == "lm":
         stats = pretrain_lm(a.data_dir, a.model_dir, a.languages, a.steps, a.batch_size, a.lr, a.seed)
     else:
-        stats = pretrain_encoder(a.data_dir, a.model_dir, a.steps, a.batch_size, a.lr, a.seed)
+        if a.tokenizer is None:
+            p.error("--what encoder needs --tokenizer (the LM's tokenizer folder)")
+        stats = pretrain_encoder(a.data_dir, a.model_dir, a.tokenizer, a.compressor_layers, a.steps, a.batch_size,
+                                 a.lr, a.seed)
     stats.update(steps=a.steps, seconds=round(time.time() - t0, 1))
     done.write_text(json.dumps(stats, indent=1) + "\n")
     print(f"pretrained {a.what}: {stats}")

@@ -3,19 +3,18 @@
 Data (one triple each): ``feats.scp,speech,kaldi_ark`` · ``prompt,prompt,text`` · ``text,text,text``.
 Pluggable parts are ClassChoices slots: ``--encoder``, ``--compressor``, ``--length_adapter`` (not ``adapter``:
 AbsTask owns ``--adapter`` for LoRA), ``--decoder``. Freezing is ESPnet's ``--freeze_param``; per-module learning
-rates are ``optim_conf.param_groups: {module: lr}``. Entry point: ``python -m espnet_speechlm_plugin.bin.speechlm_train``.
+rates are ``optim_conf.param_groups: {module: lr}``.
+Entry point: ``python -m espnet_speechlm_plugin.bin.speechlm_train``.
 """
 
 import argparse
 import logging
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from espnet2.tasks.abs_task import AbsTask, optim_classes
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
-from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, str_or_none
 from torch import nn

@@ -29,6 +29,8 @@ make_init=false       # stage 2: make tiny random encoder/LM + corpus tokenizer 
 init_args=""          # passed to make_tiny_init
 init_lm_steps=0       # with make_init: text pretraining steps of the tiny LM (0 = leave it random)
 init_encoder_steps=0  # with make_init: CTC pretraining steps of the tiny encoder (0 = leave it random)
+init_compressor_layers=0  # Conv1d layers in front of the encoder during its CTC pretraining (as in the config);
+                      # their weights go to exp/init/encoder/compressor.pth for stage 1's --init_param
 stage1_config=conf/stage1.yaml
 stage2_config=conf/stage2.yaml
 skip_stage1=false
@@ -94,16 +96,23 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             ${python} -m espnet_speechlm_plugin.bin.make_tiny_init --text "dump/${train_set}/text" \
                 "dump/${train_set}/prompt" --out_dir exp/init ${init_args}
         fi
+        # the two pretrainings are independent: run them side by side, one thread each
+        pids=()
         if [ "${init_lm_steps}" -gt 0 ]; then
             log "Pretraining the tiny LM on the training text (${init_lm_steps} steps) → exp/init/decoder"
             ${python} -m espnet_speechlm_plugin.bin.pretrain_tiny --what lm --data_dir "dump/${train_set}" \
-                --model_dir exp/init/decoder --steps "${init_lm_steps}" --nthreads "${nthreads}"
+                --model_dir exp/init/decoder --steps "${init_lm_steps}" --nthreads "${nthreads}" &
+            pids+=($!)
         fi
         if [ "${init_encoder_steps}" -gt 0 ]; then
             log "Pretraining the tiny encoder with CTC (${init_encoder_steps} steps) → exp/init/encoder"
             ${python} -m espnet_speechlm_plugin.bin.pretrain_tiny --what encoder --data_dir "dump/${train_set}" \
-                --model_dir exp/init/encoder --steps "${init_encoder_steps}" --nthreads "${nthreads}"
+                --model_dir exp/init/encoder --tokenizer exp/init/tokenizer \
+                --compressor_layers "${init_compressor_layers}" --steps "${init_encoder_steps}" \
+                --nthreads "${nthreads}" &
+            pids+=($!)
         fi
+        for pid in "${pids[@]}"; do wait "${pid}"; done
     fi
 fi
 
