@@ -10,15 +10,13 @@ set -euo pipefail
 ./speechlm.sh \
     --train_set train --valid_set dev --test_sets "test" \
     --tag tiny \
-    --data_args "--n_train 8000 --n_dev 100 --n_test 400" \
+    --data_args "--n_train 8000 --n_dev 100 --n_test 800" \
     --make_init true \
     --init_args "--vocab_size 1500 --encoder_hidden 128 --encoder_layers 2 --decoder_hidden 128 --decoder_layers 2" \
     --init_lm_steps 2000 \
-    --init_encoder_steps 2000 \
+    --init_encoder_steps 1200 \
     --init_compressor_layers 2 \
     --stage1_config conf/stage1_tiny.yaml \
     --stage2_config conf/stage2_tiny.yaml \
-    --stage1_args "--init_param exp/init/encoder/compressor.pth::compressor --max_epoch 1" \
-    --stage2_args "--max_epoch 6" \
     --decode_args "--batch_size 32" \
     "$@"
