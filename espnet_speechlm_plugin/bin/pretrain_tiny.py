@@ -123,10 +123,13 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compr
     opt = torch.optim.AdamW(modules.parameters(), lr=lr, weight_decay=0.01)
     rng = random.Random(seed)
     cache = {u: torch.from_numpy(feats[u]).float() for u in uids}
+    # batches of similar length (little padding), drawn at random each step
+    by_length = sorted(uids, key=lambda u: len(cache[u]))
+    batches = [by_length[i: i + batch_size] for i in range(0, len(by_length), batch_size)]
     modules.train()
     losses = []
     for step in tqdm(range(steps), desc="pretrain encoder (CTC)", unit="step", mininterval=5):
-        batch = rng.sample(uids, min(batch_size, len(uids)))
+        batch = rng.choice(batches)
         x = nn.utils.rnn.pad_sequence([cache[u] for u in batch], batch_first=True)  # (B, T, 160)
         lengths = torch.tensor([len(cache[u]) for u in batch])
         if compressor is not None:

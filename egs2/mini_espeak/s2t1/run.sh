@@ -14,7 +14,7 @@ set -euo pipefail
     --make_init true \
     --init_args "--vocab_size 1500 --encoder_hidden 128 --encoder_layers 2 --decoder_hidden 128 --decoder_layers 2" \
     --init_lm_steps 2000 \
-    --init_encoder_steps 1200 \
+    --init_encoder_steps 1600 \
     --init_compressor_layers 2 \
     --stage1_config conf/stage1_tiny.yaml \
     --stage2_config conf/stage2_tiny.yaml \
