@@ -10,7 +10,7 @@ set -euo pipefail
 ./speechlm.sh \
     --train_set train --valid_set dev --test_sets "test" \
     --tag tiny \
-    --data_args "--n_train 8000 --n_dev 100 --n_test 800" \
+    --data_args "--n_train 8000 --n_dev 100 --n_test 800 --frac_transcribe 0.2 --frac_translate 0.3 --frac_answer 0.4 --frac_transcribe_other 0.1" \
     --make_init true \
     --init_args "--vocab_size 1500 --encoder_hidden 128 --encoder_layers 2 --decoder_hidden 128 --decoder_layers 2" \
     --init_lm_steps 2000 \
