@@ -27,7 +27,7 @@ import yaml
 
 DEFAULT_GRAMMAR = Path(__file__).resolve().parents[1] / "egs2/mini_espeak/s2t1/conf/grammar.yaml"
 
-_ART = "\x00"  # placeholder for an article that depends on the word after it
+_ART = "\x00"  # marks an article that depends on the word after it
 _NOUN_CLASSES = ("animals", "things", "places")
 _ADJ_CLASSES = ("colours", "sizes")
 _PROPERTIES = ("g", "cl")  # noun fields that are not word forms
