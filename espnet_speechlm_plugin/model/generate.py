@@ -57,14 +57,7 @@ def greedy_generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_leng
     embeds = torch.where(in_audio[..., None], audio_at.to(tokens.dtype), tokens)  # (B, M, H_lm)
     positions = rel.clamp(min=0)  # (B, M)
 
-    if model.audio_attention == "bidirectional":
-        causal = torch.ones(big_m, big_m, dtype=torch.bool, device=dev).tril()
-        allowed = (causal & valid[:, None, :]) | (in_audio[:, :, None] & in_audio[:, None, :])
-        allowed |= torch.eye(big_m, dtype=torch.bool, device=dev)  # left-pad queries see themselves (no NaN rows)
-        mask = torch.zeros(allowed.shape, dtype=embeds.dtype, device=dev)
-        prefill_mask = mask.masked_fill(~allowed, torch.finfo(embeds.dtype).min)[:, None]  # (B, 1, M, M)
-    else:
-        prefill_mask = valid.long()  # (B, M)
+    prefill_mask = model.attention_mask(valid, in_audio, embeds.dtype)  # (B, M) or (B, 1, M, M)
 
     seconds = speech_lengths.to(dev).float() / config.frame_rate
     budget = (config.min_new_tokens + config.tokens_per_second * seconds).long().clamp(max=config.max_new_tokens)

@@ -104,7 +104,8 @@ class SpeechLM(AbsESPnetModel):
         n = valid.size(1)
         causal = torch.ones(n, n, dtype=torch.bool, device=valid.device).tril()  # (N, N) query × key
         audio_block = in_audio[:, :, None] & in_audio[:, None, :]  # (B, N, N)
-        # pad queries keep their causal row so no row is empty (an empty row would make NaNs in softmax)
+        # pad queries (right pads in training, left pads in generate.py) keep their causal row, so no row is empty
+        # (an empty row would make NaNs in softmax)
         allowed = (causal & (valid[:, None, :] | ~valid[:, :, None])) | audio_block  # (B, N, N)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=valid.device)
         return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]  # (B, 1, N, N)
