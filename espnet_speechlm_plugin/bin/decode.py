@@ -10,7 +10,6 @@ prompt instead (used by the task-confusion diagnostic).
 
 import argparse
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -19,19 +18,9 @@ import kaldiio
 import torch
 from tqdm import tqdm
 
+from espnet_speechlm_plugin.data.kaldi import read_kaldi_text, write_kaldi_text
 from espnet_speechlm_plugin.model.generate import GenerateConfig, greedy_generate
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
-
-
-def read_kaldi_map(path: Path) -> Dict[str, str]:
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            uid, _, value = line.rstrip("\n").partition(" ")
-            if not uid:
-                raise ValueError(f"{path} line {lineno}: empty line")
-            out[uid] = value
-    return out
 
 
 def decode_dir(model, args, data_dir: Path, batch_size: int = 16, gen: GenerateConfig = GenerateConfig(),
@@ -40,7 +29,7 @@ def decode_dir(model, args, data_dir: Path, batch_size: int = 16, gen: GenerateC
     pre = SpeechLMTask.build_preprocess_fn(args, train=False)
     collate = SpeechLMTask.build_collate_fn(args, train=False)
     feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
-    prompts = read_kaldi_map(data_dir / "prompt")
+    prompts = read_kaldi_text(data_dir / "prompt")
     missing = sorted(set(prompts) - set(feats.keys()))
     if missing:
         raise ValueError(f"{data_dir}/feats.scp has no features for {len(missing)} utterances of prompt, "
@@ -48,7 +37,7 @@ def decode_dir(model, args, data_dir: Path, batch_size: int = 16, gen: GenerateC
     lengths = {}
     shape = data_dir / "speech_shape"
     if shape.exists():
-        lengths = {u: int(v.split(",")[0]) for u, v in read_kaldi_map(shape).items()}
+        lengths = {u: int(v.split(",")[0]) for u, v in read_kaldi_text(shape).items()}
     order = sorted(prompts, key=lambda u: -lengths.get(u, 0))  # similar lengths together: little padding
     hyps: Dict[str, str] = {}
     for start in tqdm(range(0, len(order), batch_size), desc=f"decode {data_dir.name}", unit="batch"):
@@ -61,15 +50,6 @@ def decode_dir(model, args, data_dir: Path, batch_size: int = 16, gen: GenerateC
         for u, seq in zip(uids, ids):
             hyps[u] = " ".join(tok.decode(seq, skip_special_tokens=True).split())  # one line, no newlines
     return hyps
-
-
-def write_text(hyps: Dict[str, str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for u in sorted(hyps):
-            f.write(f"{u} {hyps[u]}\n")
-    os.replace(tmp, path)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -90,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     t0 = time.time()
     hyps = decode_dir(model, args, a.data_dir, a.batch_size, GenerateConfig(max_new_tokens=a.max_new_tokens),
                       a.prompt_override, a.device)
-    write_text(hyps, a.out_dir / "text")
+    write_kaldi_text(a.out_dir / "text", hyps)
     logging.info(f"decoded {len(hyps)} utterances in {time.time() - t0:.1f} s → {a.out_dir / 'text'}")
 
 

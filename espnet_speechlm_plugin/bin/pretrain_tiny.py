@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from espnet_speechlm_plugin.bin.decode import read_kaldi_map
+from espnet_speechlm_plugin.data.kaldi import read_kaldi_text
 from espnet_speechlm_plugin.model.prompt import DEFAULT_LANGUAGES, SpeechLMPreprocessor, load_tokenizer
 
 
@@ -51,8 +51,8 @@ def _save_atomic(model, model_dir: Path, extra=None) -> None:
 
 def lm_examples(data_dir: Path, pre: SpeechLMPreprocessor) -> List[Tuple[List[int], int]]:
     """(ids, number of leading tokens without loss) per utterance: transcript ids, then prompt, then target."""
-    texts, prompts = read_kaldi_map(data_dir / "text"), read_kaldi_map(data_dir / "prompt")
-    transcripts = read_kaldi_map(data_dir / "transcript") if (data_dir / "transcript").exists() else texts
+    texts, prompts = read_kaldi_text(data_dir / "text"), read_kaldi_text(data_dir / "prompt")
+    transcripts = read_kaldi_text(data_dir / "transcript") if (data_dir / "transcript").exists() else texts
     out = []
     for uid, value in prompts.items():
         d = pre(uid, {"prompt": value, "text": texts[uid]})
@@ -111,10 +111,10 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compr
         if compressor_layers else None
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
-    transcripts = read_kaldi_map(data_dir / ("transcript" if (data_dir / "transcript").exists() else "text"))
+    transcripts = read_kaldi_text(data_dir / ("transcript" if (data_dir / "transcript").exists() else "text"))
     # one example per distinct audio (the same recording is used for several tasks)
     by_audio = {}
-    for uid, rx in read_kaldi_map(data_dir / "feats.scp").items():
+    for uid, rx in read_kaldi_text(data_dir / "feats.scp").items():
         by_audio.setdefault(rx, uid)
     uids = sorted(by_audio.values())
     labels = {u: torch.tensor(tok(transcripts[u], add_special_tokens=False)["input_ids"]) + 1 for u in uids}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from espnet_speechlm_plugin.data.kaldi import KaldiFileError
 from espnet_speechlm_plugin.scoring.report import ScoringError, run_scoring
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown = run_scoring(
             args.decode_dir, args.ref_dir, test_sets, args.out_dir, model_tag=args.model_tag, config=args.config
         )
-    except ScoringError as e:
+    except (ScoringError, KaldiFileError) as e:
         print(f"score: error: {e}", file=sys.stderr)
         return 1
     print(markdown)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from espnet_speechlm_plugin.data.kaldi import read_kaldi_lines, read_kaldi_text, write_atomic
 from espnet_speechlm_plugin.scoring import confusion
 from espnet_speechlm_plugin.scoring.metrics import LANGS, TASKS, Group, MetricResult, compute_metrics
 
@@ -36,31 +35,6 @@ class ScoringError(ValueError):
 
 
 # -------------------------------------------------------------------------------------------------- reading
-def read_kaldi_lines(path: Path) -> list[tuple[int, str, str]]:
-    """(line number, utterance id, value) of each non-blank line; the value is the rest of the line (inner
-    spaces kept) and "" for an id-only line."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.strip().split(maxsplit=1)
-            rows.append((lineno, parts[0], parts[1] if len(parts) > 1 else ""))
-    return rows
-
-
-def read_kaldi_text(path: Path) -> dict[str, str]:
-    """`utt value` lines as a dict; a repeated utterance id is an error."""
-    out: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    for lineno, utt, value in read_kaldi_lines(path):
-        if utt in out:
-            raise ScoringError(f"{path} line {lineno}: utterance '{utt}' repeats line {first_line[utt]}")
-        out[utt], first_line[utt] = value, lineno
-    return out
-
-
 @dataclass
 class Prompt:
     lang: str
@@ -305,21 +279,6 @@ def render_results_md(
 
 
 # -------------------------------------------------------------------------------------------------- writing
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def read_corpus_stats(ref_dir: Path) -> Optional[dict]:
     path = Path(ref_dir) / "corpus_stats.json"
     if not path.is_file():
