@@ -232,3 +232,18 @@ def test_recipe_config_parses_and_builds_at_tiny_size(path, tiny_init, tiny_deco
     prompt, text = torch.tensor([[3, 4], [5, 6]]), torch.tensor([[7, 8, 9], [10, 11, 0]])
     loss, _, _ = model(speech, lengths, prompt, torch.tensor([2, 2]), text, torch.tensor([3, 2]))
     assert torch.isfinite(loss) and loss.item() > 0
+
+
+def test_demo_run_sh_defaults_are_the_demo_configs():
+    """mini_espeak/run.sh passes compressor/adapter overrides only for variants: its defaults must be the configs'."""
+    recipe = REPO / "egs2" / "mini_espeak" / "s2t1"
+    run_sh = (recipe / "run.sh").read_text(encoding="utf-8")
+    defaults = {k: int(re.search(rf"^{k}=(\d+)", run_sh, re.M).group(1))
+                for k in ("compressor_layers", "adapter_layers", "adapter_stride")}
+    assert f'!= {defaults["compressor_layers"]}/{defaults["adapter_layers"]}/{defaults["adapter_stride"]} ]' in run_sh
+    for stage in (1, 2):
+        conf = _load(recipe / "conf" / f"stage{stage}_tiny.yaml")
+        layers = conf["compressor_conf"]["num_layers"] if conf["compressor"] == "conv1d" else 0
+        assert layers == defaults["compressor_layers"]
+        assert conf["length_adapter_conf"]["num_layers"] == defaults["adapter_layers"]
+        assert conf["length_adapter_conf"]["stride"] == defaults["adapter_stride"]

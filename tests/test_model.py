@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import task_args
+from conftest import REPO, task_args
 
 from espnet_speechlm_plugin.model.speechlm import IGNORE_ID
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
@@ -234,3 +234,180 @@ def test_preprocess_prompt_layout_and_length_hint(tiny_init):
     hinted = train("u", dict(data, prompt="en transcribe"))
     assert tok.decode(hinted["prompt"][2:]) == "3"  # character count of "rot"
     assert tok.decode(infer("u", dict(data, prompt="en transcribe"))["prompt"][2:]) == ""
+
+
+# ---- frame rates: SpecAugment at the encoder's input rate, the real configs' encoder settings on short clips ----
+REAL_STAGE2 = sorted(p for p in (REPO / "conf").glob("stage2_*.yaml") if "tiny" not in p.name)
+SHORT_CLIPS = (25, 40, 60)  # 0.5, 0.8 and 1.2 s of 50 Hz fbank, as short as the training mixes allow
+
+
+@pytest.fixture(scope="module")
+def real_encoder_tiny(tmp_path_factory):
+    """w2v-BERT 2.0's published config (SpecAugment, conv kernel, relative positions …) at a tiny width/depth."""
+    from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    from espnet_speechlm_plugin.bin import model_size
+
+    config = Wav2Vec2BertConfig.from_pretrained(model_size.arch_path("facebook/w2v-bert-2.0"))
+    assert (config.mask_time_prob, config.mask_time_length, config.mask_time_min_masks) == (0.05, 10, 2)
+    config.update(dict(hidden_size=64, output_hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=128))
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("w2v_bert_real_settings")
+    Wav2Vec2BertModel(config).save_pretrained(out)
+    return out
+
+
+def _encoder(path, rate):
+    from espnet_speechlm_plugin.model.hf import W2VBertEncoder
+
+    encoder = W2VBertEncoder(str(path))
+    encoder.set_input_rate(rate)
+    return encoder
+
+
+def _masked_fraction(encoder, seconds, draws=300):
+    np.random.seed(0)
+    lengths = torch.tensor([int(np.ceil(s * encoder.input_rate)) for s in seconds])
+    masked = sum(int(encoder.spec_augment_mask(lengths, int(lengths.max())).sum()) for _ in range(draws))
+    return masked / (draws * int(lengths.sum()))
+
+
+def test_spec_augment_span_is_kept_in_seconds(real_encoder_tiny):
+    # HF's 10 frames at 50 Hz = 0.2 s: the same duration at each rate a compressor of k Conv1d layers gives
+    assert [_encoder(real_encoder_tiny, 50 / 2 ** k).mask_time_span() for k in range(4)] == [10, 5, 3, 1]
+    at_50, at_6 = _encoder(real_encoder_tiny, 50.0), _encoder(real_encoder_tiny, 6.25)
+    for seconds in ([4.0, 4.0], [2.0, 3.0], [10.0, 12.0]):
+        # the masked share of the audio is about HF's own at 50 Hz (2 spans minimum, then mask_time_prob 5 %) —
+        # with HF's 10-frame span at 6.25 Hz it was 61 % of two 4 s clips
+        assert abs(_masked_fraction(at_6, seconds) - _masked_fraction(at_50, seconds)) < 0.04, seconds
+    assert _masked_fraction(at_6, [4.0, 4.0]) < 0.12
+    assert _masked_fraction(at_6, [10.0, 12.0]) == pytest.approx(0.05, abs=0.01)
+
+
+def test_spec_augment_at_50_hz_is_hf_own(real_encoder_tiny):
+    encoder = _encoder(real_encoder_tiny, 50.0).train()
+    feats, lengths = torch.randn(3, 60, 160), torch.tensor([60, 41, 12])
+    mask = (torch.arange(60)[None] < lengths[:, None]).long()
+    np.random.seed(3), torch.manual_seed(3)
+    ours, _ = encoder(feats, lengths)
+    np.random.seed(3), torch.manual_seed(3)
+    hf = encoder.model(input_features=feats, attention_mask=mask).last_hidden_state
+    assert torch.equal(ours, hf)
+    # a batch shorter than one span: HF raises ValueError; here no frame is masked (as HF does to such an item
+    # inside a longer batch)
+    short = torch.tensor([7, 5])
+    assert not encoder.spec_augment_mask(short, 7).any()
+    out, _ = encoder(torch.randn(2, 7, 160), short)
+    assert out.shape == (2, 7, 64)
+
+
+@pytest.mark.parametrize("config", REAL_STAGE2, ids=lambda p: p.name)
+def test_real_stage2_settings_train_on_short_clips(config, real_encoder_tiny, tiny_init):
+    """The real config's compressor, encoder overrides and adapter (tiny widths) do a training step on 0.5-1.2 s."""
+    from espnet_speechlm_plugin.bin import model_size
+
+    args = model_size.parse_config(str(config))
+    args.encoder_conf = dict(args.encoder_conf, name_or_path=str(real_encoder_tiny))
+    args.decoder_conf = {"name_or_path": f"{tiny_init}/decoder"}
+    args.length_adapter_conf = dict(args.length_adapter_conf, num_heads=4, ffn_dim=128)
+    model = build(args).train()
+    assert model.encoder.model.config.mask_time_prob > 0 and model.encoder.training
+    expected = 50 / (2 ** args.compressor_conf["num_layers"] if args.compressor == "conv1d" else 1)
+    assert model.encoder.input_rate == expected
+    items = [(t, p, y) for t, (_, p, y) in zip(SHORT_CLIPS, ITEMS)]
+    _, _, batch = make_batch(args, items)
+    np.random.seed(0)
+    loss = model(**batch)[0]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ---- padding invariance of every adapter, with and without the compressor, once LayerNorm biases are trained ----
+PAD_ITEMS = ITEMS + [(54, "it transcribe", "il gatto"), (53, "en translate", "the cat")]  # odd and even lengths
+
+
+@pytest.mark.parametrize("compressor", ["none", "conv1d"])
+@pytest.mark.parametrize("adapter", ["conformer", "w2v_bert_adapter", "linear"])
+def test_every_adapter_is_padding_invariant_after_training(tiny_init, adapter, compressor):
+    args = task_args(tiny_init, "--length_adapter", adapter, "--compressor", compressor)
+    if adapter == "linear":
+        args.length_adapter_conf = {}
+    model = build(args).train()
+    data, collate, batch = make_batch(args, PAD_ITEMS)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(2):  # moves every LayerNorm bias off zero: a zeroed pad frame no longer stays zero through one
+        np.random.seed(0)
+        loss = model(**batch)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    norms = [m for m in model.length_adapter.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert all(m.bias.abs().max() > 1e-3 for m in norms)
+    model.eval()
+    lengths = [int(n) for n in model.encode_speech(batch["speech"], batch["speech_lengths"])[1]]
+    assert {n % 2 for n in lengths} == {0, 1}
+    logits, _ = model.logits(**batch)
+    for i, item in enumerate(data):
+        alone, _ = model.logits(**collate([item])[1])
+        torch.testing.assert_close(logits[i, : alone.size(1)], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_w2v_bert_adapter_computes_hf_own_forward_on_unpadded_input():
+    from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertAdapter as HFAdapter
+
+    from espnet_speechlm_plugin.model.adapters import W2VBertAdapter
+
+    torch.manual_seed(0)
+    ours = W2VBertAdapter(64, num_layers=2, num_heads=4, ffn_dim=128).eval()
+    assert isinstance(ours.adapter, HFAdapter)
+    with torch.no_grad():  # trained-looking LayerNorms
+        for m in ours.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_(1.0, 0.2), m.bias.normal_(0.0, 0.2)
+    for t in (23, 24):
+        x = torch.randn(2, t, 64)
+        out, lengths = ours(x, torch.tensor([t, t]))
+        hf = ours.adapter(x, attention_mask=torch.ones(2, t, dtype=torch.long))  # HF's own forward
+        torch.testing.assert_close(out, hf, atol=1e-6, rtol=1e-6)
+        assert lengths.tolist() == [hf.size(1)] * 2
+    # HF's parameter names, so HF adapter weights load as they are
+    assert set(ours.state_dict()) == {f"adapter.{k}" for k in HFAdapter(_hf_config(ours)).state_dict()}
+
+
+def _hf_config(adapter):
+    from transformers import Wav2Vec2BertConfig
+
+    return Wav2Vec2BertConfig(hidden_size=64, output_hidden_size=64, num_attention_heads=4, intermediate_size=128,
+                              num_adapter_layers=adapter.num_layers, adapter_stride=2, adapter_kernel_size=3)
+
+
+def test_w2v_bert_adapter_rejects_strides_hf_counts_wrongly():
+    from espnet_speechlm_plugin.model.adapters import W2VBertAdapter
+
+    with pytest.raises(ValueError, match="kernel_size // 2 == stride // 2"):
+        W2VBertAdapter(64, stride=4, kernel_size=3, num_heads=4)
+
+
+@pytest.mark.slow
+def test_real_size_stage2_step_on_short_clips():
+    """REAL size (w2v-BERT 2.0 + Qwen2.5-0.5B, random weights): one stage-2 update on two short clips with every
+    real setting on (SpecAugment, dropout, the config's optimizer). ~20 GB RSS: run alone
+    (flock -x /tmp/heavy.lock pytest -m slow tests/test_model.py)."""
+    from espnet_speechlm_plugin.bin import model_size
+
+    args = model_size.meta_args(model_size.parse_config(str(REPO / "conf" / "stage2_qwen2.5-0.5b.yaml")))
+    model = build(args).train()
+    assert model.encoder.model.config.hidden_size == 1024 and model.encoder.model.config.mask_time_prob == 0.05
+    [opt] = SpeechLMTask.build_optimizers(args, model)
+    items = [(30, "en transcribe", "the red cat"), (55, "de translate", "die rote Katze")]  # 0.6 s and 1.1 s
+    _, _, batch = make_batch(args, items)
+    projector = model.projector.weight.detach().clone()
+    np.random.seed(0)
+    loss = model(**batch)[0]
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert not torch.equal(model.projector.weight, projector)

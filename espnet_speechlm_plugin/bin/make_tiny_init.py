@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-import torch
+from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
 # ByteLevel BPE like Qwen's; Chinese characters are split off so each is (at least) one token
 _CJK = "[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
@@ -43,15 +43,16 @@ def train_tokenizer(texts: Iterable[str], out_dir: str, vocab_size: int = 2000):
 
 def make_encoder(out_dir: str, hidden: int = 128, layers: int = 2, heads: int = 4, seed: int = 0):
     """A tiny w2v-BERT (same architecture as w2v-BERT 2.0, 160-dim input). Like the real one it masks time spans
-    (SpecAugment) in training mode; the spans are short because the demo feeds it 12.5 Hz frames."""
+    (SpecAugment) in training mode, with w2v-BERT 2.0's own settings (5 %, spans of 10 frames at 50 Hz, at least
+    2); the encoder wrapper converts the span to the rate it is fed (e.g. 3 frames at 12.5 Hz behind 2 Conv1d)."""
     from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
-    torch.manual_seed(seed)
+    set_all_random_seed(seed)
     config = Wav2Vec2BertConfig(
         hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=2 * hidden,
         output_hidden_size=hidden, feature_projection_input_dim=160, conv_depthwise_kernel_size=15,
-        left_max_position_embeddings=16, right_max_position_embeddings=4, mask_time_prob=0.1, mask_time_length=2,
-        mask_time_min_masks=1, layerdrop=0.0,
+        left_max_position_embeddings=16, right_max_position_embeddings=4, mask_time_prob=0.05, mask_time_length=10,
+        mask_time_min_masks=2, layerdrop=0.0,
     )
     model = Wav2Vec2BertModel(config)
     model.save_pretrained(out_dir)
@@ -63,7 +64,7 @@ def make_decoder(out_dir: str, vocab_size: int, hidden: int = 128, layers: int =
     """A tiny Qwen2 causal LM (the Qwen2.5 architecture at toy size) with tied embeddings."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    torch.manual_seed(seed)
+    set_all_random_seed(seed)
     config = Qwen2Config(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,

@@ -1,4 +1,5 @@
-"""Parameter counts of a config's model, per module and per stage, without downloading anything.
+"""Parameter counts of a config's model, per module and per stage, and its audio frame rates (total temporal
+compression, audio embeddings per second), without downloading anything.
 
 A tool beside the training flow (also used by the configs test and the benchmarks): real configs name hub models
 (``facebook/w2v-bert-2.0``, ``Qwen/Qwen2.5-0.5B``, …); here those names are pointed at the architecture
@@ -128,8 +129,16 @@ def stage_configs(config_path: str) -> Dict[str, str]:
     return out
 
 
+def rates_line(model: "SpeechLM") -> str:
+    """The audio path's frame rates in one line, e.g. ``… → 12.5 audio embeddings/s (4× total compression)``."""
+    r = model.frame_rates()
+    return (f"audio: {r['features']:g} Hz fbank → {r['encoder_input']:g} Hz into the encoder → "
+            f"{r['audio_embeddings']:g} audio embeddings/s ({model.compression()}× total compression)")
+
+
 def report(config_path: str) -> str:
-    """A table of parameters per module: total, and trainable in each stage config of the same model."""
+    """A table of parameters per module (total, and trainable in each stage config of the same model) and the
+    audio frame rates."""
     args = parse_config(config_path)
     model = _build_on_meta(args)
     total = count_params(model)
@@ -148,6 +157,7 @@ def report(config_path: str) -> str:
         name = (getattr(args, slot) or {}).get("name_or_path")
         if name in index:
             lines.append(f"{module} {name}: {total[module]:,} parameters; published {index[name]['published_as']}")
+    lines.append(rates_line(model))
     return "\n".join(lines)
 
 

@@ -9,6 +9,8 @@ cannot follow instructions and a random encoder does not know speech, so the dem
 - ``--what encoder``: the w2v-BERT encoder learns speech with a CTC loss over the transcript's characters.
 
 Both write the model back into its folder (``save_pretrained``), so stages 3–4 load it like a hub checkpoint.
+A run is a function of its inputs and ``--seed``: python's, numpy's (HF's SpecAugment draws its masks there) and
+torch's generators are all seeded, and batches come from a seeded ``random.Random``.
 
     python -m espnet_speechlm_plugin.bin.pretrain_tiny --what lm --data_dir dump/train --model_dir exp/init/decoder
     python -m espnet_speechlm_plugin.bin.pretrain_tiny --what encoder --data_dir dump/train --model_dir exp/init/encoder
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 import torch
+from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 from torch import nn
 from tqdm import tqdm
 
@@ -67,7 +70,7 @@ def pretrain_lm(data_dir: Path, model_dir: Path, languages, steps: int, batch_si
                 seed: int) -> Tuple[dict, Callable[[Path], None]]:
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(seed)
+    set_all_random_seed(seed)
     tok = load_tokenizer(str(model_dir), languages)
     lm = AutoModelForCausalLM.from_pretrained(model_dir)
     lm.resize_token_embeddings(len(tok))
@@ -106,14 +109,16 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compr
     """CTC over the LM tokenizer's ids of each transcript, on ``compressor → encoder``. The compressor's weights go
     to ``model_dir/compressor.pth`` so stage 1 can start from them (``--init_param <that>::compressor``)."""
     import kaldiio
-    from transformers import AutoTokenizer, Wav2Vec2BertModel
+    from transformers import AutoTokenizer
 
+    from espnet_speechlm_plugin.features.fbank import FRAME_RATE
     from espnet_speechlm_plugin.model.adapters import ConvCompressor
+    from espnet_speechlm_plugin.model.hf import W2VBertEncoder
 
-    torch.manual_seed(seed)
-    encoder = Wav2Vec2BertModel.from_pretrained(model_dir)
-    compressor = ConvCompressor(encoder.config.feature_projection_input_dim, compressor_layers) \
-        if compressor_layers else None
+    set_all_random_seed(seed)
+    encoder = W2VBertEncoder(str(model_dir))  # our wrapper: SpecAugment spans at the rate behind the compressor
+    compressor = ConvCompressor(encoder.input_size(), compressor_layers) if compressor_layers else None
+    encoder.set_input_rate(FRAME_RATE / (compressor.downsampling() if compressor is not None else 1))
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
     transcripts = read_kaldi_text(data_dir / ("transcript" if (data_dir / "transcript").exists() else "text"))
@@ -123,7 +128,7 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compr
         by_audio.setdefault(rx, uid)
     uids = sorted(by_audio.values())
     labels = {u: torch.tensor(tok(transcripts[u], add_special_tokens=False)["input_ids"]) + 1 for u in uids}
-    head = nn.Linear(encoder.config.hidden_size, len(tok) + 1)  # 0 = CTC blank, token id i → i + 1
+    head = nn.Linear(encoder.output_size(), len(tok) + 1)  # 0 = CTC blank, token id i → i + 1
     modules = nn.ModuleList([encoder, head] + ([compressor] if compressor is not None else []))
     opt = torch.optim.AdamW(modules.parameters(), lr=lr, weight_decay=0.01)
     rng = random.Random(seed)
@@ -139,8 +144,8 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compr
         lengths = torch.tensor([len(cache[u]) for u in batch])
         if compressor is not None:
             x, lengths = compressor(x, lengths)  # (B, T/2^k, 160)
-        mask = (torch.arange(x.size(1))[None] < lengths[:, None]).long()
-        logp = head(encoder(input_features=x, attention_mask=mask).last_hidden_state).log_softmax(-1)
+        hidden, lengths = encoder(x, lengths)  # (B, T', H_enc)
+        logp = head(hidden).log_softmax(-1)
         targets = [labels[u] for u in batch]
         _schedule(opt, step, steps, lr, warmup=min(100, steps // 10 + 1))
         loss = nn.functional.ctc_loss(logp.transpose(0, 1), torch.cat(targets), lengths,
@@ -151,7 +156,7 @@ def pretrain_encoder(data_dir: Path, model_dir: Path, tokenizer_dir: Path, compr
         opt.step()
         losses.append(loss.item())
     def save(d: Path) -> None:
-        encoder.save_pretrained(d)
+        encoder.model.save_pretrained(d)
         if compressor is not None:
             torch.save(compressor.state_dict(), d / "compressor.pth")
 

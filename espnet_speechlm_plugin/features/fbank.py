@@ -44,6 +44,7 @@ FFT_LENGTH = 512
 NUM_MEL_BINS = 80
 STRIDE = 2  # frames stacked per output frame
 FEAT_DIM = NUM_MEL_BINS * STRIDE  # 160
+FRAME_RATE = SAMPLE_RATE / (FRAME_SHIFT * STRIDE)  # 50.0 output frames per second
 PREEMPHASIS = 0.97
 MEL_FLOOR = 1.192092955078125e-07  # float32 eps, as in Kaldi
 NORM_EPS = 1e-7

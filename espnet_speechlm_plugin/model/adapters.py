@@ -2,7 +2,9 @@
 
 Flow: features (B, T, 160) → compressor (before the encoder, optional) → encoder → length adapter (after the
 encoder) → projector (in speechlm.py) → LM. Every module here maps ``(x, lengths) → (y, new_lengths)`` and keeps
-padded frames at zero before each convolution, so an utterance gives the same output alone or in any padded batch.
+padded frames at zero before each convolution (also after a LayerNorm, whose bias would make them non-zero), so an
+utterance gives the same output alone or in any padded batch. ``downsampling()`` is each module's factor of
+temporal compression (input frames per output frame); SpeechLM multiplies them into the audio-embedding rate.
 """
 
 from typing import Optional, Tuple
@@ -37,6 +39,9 @@ class ConvCompressor(nn.Module):
             for _ in range(num_layers)
         )
         self.activation = nn.GELU()
+
+    def downsampling(self) -> int:
+        return self.stride ** len(self.convs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         for i, conv in enumerate(self.convs):
@@ -112,6 +117,9 @@ class ConformerAdapter(nn.Module):
             for _ in range(num_layers)
         )
 
+    def downsampling(self) -> int:
+        return self.stride ** len(self.blocks)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         for subsample, block in zip(self.subsample, self.blocks):
             x = x.masked_fill(~_pad_mask(lengths, x.size(1))[..., None], 0.0)
@@ -123,8 +131,14 @@ class ConformerAdapter(nn.Module):
 
 class W2VBertAdapter(nn.Module):
     """w2v-BERT 2.0's own adapter (HF ``Wav2Vec2BertAdapter``, what ``add_adapter=True`` builds), as a separate
-    module so it can be trained in stage 1 while the encoder stays frozen. Layerdrop is off: in HF it skips a
-    layer but still shortens the length bookkeeping, so the audio mask would desync."""
+    module so it can be trained in stage 1 while the encoder stays frozen.
+
+    The parameters are HF's own module (``adapter.layers.N.…``: HF adapter state dicts load as they are), but the
+    layers run here, with padded frames zeroed after each LayerNorm and before each strided conv: in HF's forward
+    the last real frame of an odd-length item reads the LayerNorm of a padded frame (its bias once trained), so an
+    item's output depends on its batch. On unpadded input this computes exactly what HF's forward does. Layerdrop
+    is off: in HF it skips a layer but still shortens the length bookkeeping, so the audio mask would desync.
+    """
 
     def __init__(
         self,
@@ -141,6 +155,11 @@ class W2VBertAdapter(nn.Module):
         from transformers import Wav2Vec2BertConfig
         from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertAdapter as HFAdapter
 
+        if kernel_size // 2 != stride // 2:
+            # HF pads its convs by stride // 2 but computes output lengths with kernel_size // 2
+            raise ValueError(f"length_adapter_conf: w2v_bert_adapter needs kernel_size // 2 == stride // 2 (HF pads "
+                             f"by the stride, counts lengths by the kernel), got kernel_size {kernel_size}, stride "
+                             f"{stride}")
         config = Wav2Vec2BertConfig(
             hidden_size=input_size,
             output_hidden_size=input_size,
@@ -158,11 +177,22 @@ class W2VBertAdapter(nn.Module):
         self.adapter = HFAdapter(config)
         self.num_layers, self.stride, self.kernel_size = num_layers, stride, kernel_size
 
+    def downsampling(self) -> int:
+        return self.stride ** self.num_layers
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        mask = _pad_mask(lengths, x.size(1))
-        x = self.adapter(x.masked_fill(~mask[..., None], 0.0), attention_mask=mask.long())
-        for _ in range(self.num_layers):
+        for layer in self.adapter.layers:  # HF's Wav2Vec2BertAdapterLayer.forward, padding zeroed before each conv
+            pad = ~_pad_mask(lengths, x.size(1))[..., None]  # (B, T, 1)
+            residual = layer.residual_layer_norm(x).masked_fill(pad, 0.0)
+            residual = layer.activation(layer.residual_conv(residual.transpose(1, 2))).transpose(1, 2)  # (B, T/s, D)
+            h = layer.self_attn_layer_norm(x).masked_fill(pad, 0.0)
+            h = layer.activation(layer.self_attn_conv(h.transpose(1, 2))).transpose(1, 2)  # (B, T/s, D)
             lengths = _conv_out_lengths(lengths, self.kernel_size, self.stride, self.kernel_size // 2)
+            keys = _pad_mask(lengths, h.size(1))  # (B, T/s)
+            bias = torch.zeros(keys.shape, dtype=h.dtype, device=h.device).masked_fill(~keys, torch.finfo(h.dtype).min)
+            h, _ = layer.self_attn(h, attention_mask=bias[:, None, None, :])  # additive mask (B, 1, 1, T/s)
+            x = layer.self_attn_dropout(h) + residual
+            x = layer.ffn(layer.ffn_layer_norm(x)) + x  # (B, T/s, D)
         return x, lengths
 
 
@@ -173,6 +203,9 @@ class LinearAdapter(nn.Module):
         super().__init__()
         self.stride = stride
         self.linear = nn.Linear(stride * input_size, input_size)
+
+    def downsampling(self) -> int:
+        return self.stride
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         b, t, d = x.shape

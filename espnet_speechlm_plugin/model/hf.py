@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechlm_plugin.features.fbank import FRAME_RATE
+
 
 class PretrainedNotFound(OSError):
     pass
@@ -54,10 +56,19 @@ def load_or_init(auto_cls, name_or_path: str, what: str, random_init: bool, torc
 
 
 class W2VBertEncoder(nn.Module):
-    """HF ``Wav2Vec2BertModel`` (w2v-BERT 2.0) on 160-dim SeamlessM4T fbank at 50 Hz → (B, T, H_enc).
+    """HF ``Wav2Vec2BertModel`` (w2v-BERT 2.0) on 160-dim SeamlessM4T fbank frames → (B, T, H_enc).
 
     ``config_overrides`` change the pretrained config (e.g. ``mask_time_prob: 0.0``, ``layerdrop: 0.0``); HF's
     defaults keep SpecAugment, layerdrop and dropout on in training mode. SpeechLM puts a frozen encoder in eval.
+
+    SpecAugment at the input's frame rate: HF counts ``mask_time_length`` in frames of the rate the model was
+    pretrained on (50 Hz fbank: w2v-BERT 2.0's 10 frames are 0.2 s). When a compressor in front shortens the input
+    (``set_input_rate``), the span is converted to the same duration at the new rate (at least one frame), so the
+    masked fraction of the audio stays what the config means instead of growing 2^k times. ``mask_time_prob`` and
+    ``mask_time_min_masks`` keep HF's meaning. Masks are drawn by HF's own ``_compute_mask_indices`` (numpy's
+    global RNG, as in HF). At 50 Hz everything equals HF's own masking, except that a batch whose every item is
+    shorter than the span gets no mask instead of HF's ValueError — what HF itself does to such items in a longer
+    batch.
     """
 
     def __init__(
@@ -75,6 +86,7 @@ class W2VBertEncoder(nn.Module):
                                   **(config_overrides or {}))
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.input_rate = FRAME_RATE
 
     def input_size(self) -> int:
         return self.model.config.feature_projection_input_dim
@@ -83,9 +95,39 @@ class W2VBertEncoder(nn.Module):
         cfg = self.model.config
         return cfg.output_hidden_size if cfg.add_adapter else cfg.hidden_size
 
+    def downsampling(self) -> int:
+        """Input frames per output frame (HF's own adapter, if the config adds it, shortens the sequence)."""
+        cfg = self.model.config
+        return cfg.adapter_stride ** cfg.num_adapter_layers if cfg.add_adapter else 1
+
+    def set_input_rate(self, frames_per_second: float) -> None:
+        """The rate of the frames this encoder receives (50 Hz fbank, or less behind a compressor)."""
+        self.input_rate = float(frames_per_second)
+
+    def mask_time_span(self) -> int:
+        """SpecAugment's time-mask span in input frames: the config's span in seconds at ``input_rate``."""
+        seconds = self.model.config.mask_time_length / FRAME_RATE
+        return max(1, math.floor(seconds * self.input_rate + 0.5))
+
+    def spec_augment_mask(self, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+        """(B,) lengths → (B, max_len) bool, True on the frames SpecAugment replaces by the learned mask vector."""
+        from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import _compute_mask_indices
+
+        cfg, span = self.model.config, self.mask_time_span()
+        if span > max_len:  # every item is shorter than one span
+            return torch.zeros(len(lengths), max_len, dtype=torch.bool, device=lengths.device)
+        valid = torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+        mask = _compute_mask_indices((len(lengths), max_len), mask_prob=cfg.mask_time_prob, mask_length=span,
+                                     attention_mask=valid.long().cpu(), min_masks=cfg.mask_time_min_masks)
+        return torch.from_numpy(mask).to(lengths.device)
+
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths[:, None]  # (B, T)
-        hidden = self.model(input_features=feats, attention_mask=mask.long()).last_hidden_state  # (B, T', H_enc)
+        cfg, extra = self.model.config, {}
+        if self.training and cfg.apply_spec_augment and cfg.mask_time_prob > 0:
+            # given indices replace HF's own draw, which counts the span in frames of whatever rate it gets
+            extra["mask_time_indices"] = self.spec_augment_mask(lengths, feats.size(1))  # (B, T)
+        hidden = self.model(input_features=feats, attention_mask=mask.long(), **extra).last_hidden_state  # (B, T', H_enc)
         return hidden, self.model._get_feat_extract_output_lengths(lengths)
 
 
@@ -101,6 +143,7 @@ class HFAutoEncoder(W2VBertEncoder):
                                   **(config_overrides or {}))
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.input_rate = FRAME_RATE
 
     def input_size(self) -> int:
         cfg = self.model.config
@@ -108,6 +151,20 @@ class HFAutoEncoder(W2VBertEncoder):
 
     def output_size(self) -> int:
         return self.model.config.hidden_size
+
+    def downsampling(self) -> int:
+        if not hasattr(self.model, "_get_feat_extract_output_lengths"):
+            return 1
+        n = 2 ** 16  # a long input: the ratio of the conv length formulas, without their edge effects
+        return round(n / int(self.model._get_feat_extract_output_lengths(torch.tensor(n))))
+
+    def set_input_rate(self, frames_per_second: float) -> None:
+        if frames_per_second != FRAME_RATE and getattr(self.model.config, "mask_time_prob", 0) > 0:
+            raise ValueError(
+                f"encoder hf_auto ({self.model.config.model_type}) counts its SpecAugment span in frames of "
+                f"{FRAME_RATE:g} Hz but gets {frames_per_second:g} Hz frames from the compressor: set "
+                "encoder_conf.config_overrides.mask_time_prob: 0.0, or use --encoder w2v_bert")
+        self.input_rate = float(frames_per_second)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths[:, None]

@@ -12,17 +12,23 @@
     per item:  [A_i ; P_i ; Y_i] packed left, pads only at the end of the row   (B, N, H_lm)
       └─ decoder (HF causal LM body) → hidden (B, N, H_lm) → LM head on target positions only → loss
 
+Rates: every audio module reports its ``downsampling()``; the encoder is told the rate of the frames it receives
+(``set_input_rate``: SpecAugment spans are set in seconds) and ``frame_rates()`` gives the rate at each point.
+
 Labels are -100 on audio, prompt and pads; every target token (the first included) and <eos> carry loss. An item's
 loss and logits are the same alone or in any padded batch. ``audio_attention: bidirectional`` lets audio positions
 attend to every audio position of their item; text stays causal.
 """
 
+import logging
 from typing import Dict, Optional, Tuple
 
 import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from torch import nn
+
+from espnet_speechlm_plugin.features.fbank import FRAME_RATE
 
 IGNORE_ID = -100
 
@@ -48,6 +54,20 @@ class SpeechLM(AbsESPnetModel):
         self.decoder = decoder
         self.pad_id, self.eos_id = pad_id, eos_id
         self.audio_attention = audio_attention
+        rates = self.frame_rates()
+        encoder.set_input_rate(rates["encoder_input"])
+        logging.info(f"audio path: {FRAME_RATE:g} Hz fbank → {rates['encoder_input']:g} Hz into the encoder → "
+                     f"{rates['audio_embeddings']:g} audio embeddings/s ({self.compression()}× total compression)")
+
+    def frame_rates(self) -> Dict[str, float]:
+        """Frames per second along the audio path, from the modules' own downsampling factors."""
+        rate = FRAME_RATE / (self.compressor.downsampling() if self.compressor is not None else 1)
+        out = self.length_adapter.downsampling() * self.encoder.downsampling()
+        return {"features": FRAME_RATE, "encoder_input": rate, "audio_embeddings": rate / out}
+
+    def compression(self) -> int:
+        """Fbank frames per audio embedding (the total temporal compression)."""
+        return round(FRAME_RATE / self.frame_rates()["audio_embeddings"])
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True):

@@ -30,12 +30,15 @@ train_mix_stage1=""   # mix YAMLs (data dirs, tasks, weights, duration caps): st
 train_mix_stage2=""   # data/<train_set> (+ data/<valid_set>) and training draws each stage's mix per epoch
 min_dur=0             # stage 2: drop training utterances shorter than this many seconds (0: keep all); counted
 max_dur=0             # stage 2: drop training utterances longer than this many seconds (0: keep all); counted
-make_init=false       # stage 2: make tiny random encoder/LM + corpus tokenizer in exp/init (no hub needed)
+make_init=false       # stage 2: make tiny random encoder/LM + corpus tokenizer in <init_dir> (no hub needed)
+init_dir=exp/init     # where make_init puts them (variants whose encoder pretraining differs need their own)
 init_args=""          # passed to make_tiny_init
 init_lm_steps=0       # with make_init: text pretraining steps of the tiny LM (0 = leave it random)
 init_encoder_steps=0  # with make_init: CTC pretraining steps of the tiny encoder (0 = leave it random)
 init_compressor_layers=0  # Conv1d layers in front of the encoder during its CTC pretraining (as in the config);
-                      # their weights go to exp/init/encoder/compressor.pth for stage 1's --init_param
+                      # their weights go to <init_dir>/encoder/compressor.pth for stage 1's --init_param
+seed=""               # one seed for make_init, its pretraining and both training stages (overrides the configs'
+                      # `seed`); empty: make_init uses 0 and training the configs' own
 stage1_config=conf/stage1.yaml
 stage2_config=conf/stage2.yaml
 skip_stage1=false
@@ -93,7 +96,7 @@ train() {  # train CONFIG OUTDIR EXTRA...: ESPnet Trainer; --resume makes a reru
     # shellcheck disable=SC2046
     run_cmd --gpu "${ngpu}" --nj "${nj}" "${outdir}/train.log" ${python} -m espnet_speechlm_plugin.bin.speechlm_train \
         --config "${config}" --output_dir "${outdir}" --ngpu "${ngpu}" "${dist[@]}" --resume true \
-        $(data_opts) "$@"
+        ${seed:+--seed "${seed}"} $(data_opts) "$@"
 }
 
 validated=" "
@@ -131,30 +134,31 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             --data_dir "data/${dset}" --out_dir "dump/${dset}" --nj "${nj}" "${filt[@]}"
     done
     if [ "${make_init}" = true ]; then
-        if [ -f exp/init/decoder/config.json ]; then
-            log "exp/init exists: keeping the initial models"
+        if [ -f "${init_dir}/decoder/config.json" ]; then
+            log "${init_dir} exists: keeping the initial models"
         else
-            log "Making tiny initial models and the corpus tokenizer → exp/init"
+            log "Making tiny initial models and the corpus tokenizer → ${init_dir}"
             # shellcheck disable=SC2086
             ${python} -m espnet_speechlm_plugin.bin.make_tiny_init --text "dump/${train_set}/text" \
-                "dump/${train_set}/prompt" --out_dir exp/init ${init_args}
+                "dump/${train_set}/prompt" --out_dir "${init_dir}" ${seed:+--seed "${seed}"} ${init_args}
         fi
         # the two pretrainings are independent: run them side by side, one thread each
         pids=()
         if [ "${init_lm_steps}" -gt 0 ]; then
-            log "Pretraining the tiny LM on the training text (${init_lm_steps} steps) → exp/init/decoder"
+            log "Pretraining the tiny LM on the training text (${init_lm_steps} steps) → ${init_dir}/decoder"
             # shellcheck disable=SC2046
             ${python} -m espnet_speechlm_plugin.bin.pretrain_tiny --what lm --data_dir "dump/${train_set}" \
-                --model_dir exp/init/decoder --steps "${init_lm_steps}" --nthreads "${nthreads}" \
+                --model_dir "${init_dir}/decoder" --steps "${init_lm_steps}" --nthreads "${nthreads}" \
+                ${seed:+--seed "${seed}"} \
                 --languages $(config_languages "${stage1_config}") &
             pids+=($!)
         fi
         if [ "${init_encoder_steps}" -gt 0 ]; then
-            log "Pretraining the tiny encoder with CTC (${init_encoder_steps} steps) → exp/init/encoder"
+            log "Pretraining the tiny encoder with CTC (${init_encoder_steps} steps) → ${init_dir}/encoder"
             ${python} -m espnet_speechlm_plugin.bin.pretrain_tiny --what encoder --data_dir "dump/${train_set}" \
-                --model_dir exp/init/encoder --tokenizer exp/init/tokenizer \
+                --model_dir "${init_dir}/encoder" --tokenizer "${init_dir}/tokenizer" \
                 --compressor_layers "${init_compressor_layers}" --steps "${init_encoder_steps}" \
-                --nthreads "${nthreads}" &
+                --nthreads "${nthreads}" ${seed:+--seed "${seed}"} &
             pids+=($!)
         fi
         for pid in "${pids[@]}"; do wait "${pid}"; done

@@ -5,18 +5,71 @@
 #   ./run.sh --stage 1 --stop_stage 5      # stop after decoding
 #   ./run.sh --stage 3                     # rerun from training (finished stages are no-ops)
 #   ./run.sh --nthreads 2                  # faster on an otherwise idle 2-core machine
+# Options of this script (docs/compression.md):
+#   --seed N                 seed of the initial models, their pretraining and both training stages (default 0;
+#                            the corpus has its own: --data_args "... --seed M")
+#   --compressor_layers K    Conv1d (k3, s2) layers before the encoder, 0-3 (default 2: 50 Hz → 12.5 Hz)
+#   --adapter_layers N       Conformer length-adapter layers after the encoder (default 1)
+#   --adapter_stride S       their stride (default 2); total compression = 2^K × S^N (default 8×: 6.25 Hz)
+# A run other than the default writes its own dirs, so variants sit side by side on the same data and features:
+# exp/init_conv<K>[_seed<N>] (initial models; the encoder's CTC pretraining runs behind the K Conv1d layers) and
+# exp/tiny_conv<K>_adapter<N>x<S>[_seed<N>]_stage{1,2} (results: ..._stage2/RESULTS.md), e.g.
+#   ./run.sh --compressor_layers 0          # 2× total compression
+#   ./run.sh --seed 1                       # the default model, another seed
 set -euo pipefail
+
+seed=0
+compressor_layers=2   # the defaults must equal conf/stage{1,2}_tiny.yaml (tests/test_configs.py checks it)
+adapter_layers=1
+adapter_stride=2
+tag=""
+stage1_args=""
+stage2_args=""
+rest=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seed|--compressor_layers|--adapter_layers|--adapter_stride|--tag|--stage1_args|--stage2_args)
+            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+            printf -v "${1#--}" '%s' "$2"; shift 2 ;;
+        --help|-h) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+        *) rest+=("$1"); shift ;;
+    esac
+done
+
+init_dir=exp/init
+model_suffix=""
+common=() stage1=()
+if [ "${compressor_layers}/${adapter_layers}/${adapter_stride}" != 2/1/2 ] || [ "${seed}" != 0 ]; then
+    init_dir="exp/init_conv${compressor_layers}"
+    model_suffix="_conv${compressor_layers}_adapter${adapter_layers}x${adapter_stride}"
+    if [ "${seed}" != 0 ]; then
+        init_dir+="_seed${seed}"
+        model_suffix+="_seed${seed}"
+    fi
+    common=(--encoder_conf "name_or_path=${init_dir}/encoder" --decoder_conf "name_or_path=${init_dir}/decoder"
+            --length_adapter_conf "num_layers=${adapter_layers}" --length_adapter_conf "stride=${adapter_stride}")
+    if [ "${compressor_layers}" -gt 0 ]; then
+        common+=(--compressor conv1d --compressor_conf "num_layers=${compressor_layers}")
+        stage1=(--init_param "${init_dir}/encoder/compressor.pth::compressor")
+    else
+        common+=(--compressor none)
+        stage1=(--init_param)  # no compressor, nothing to start from
+    fi
+fi
 
 ./speechlm.sh \
     --train_set train --valid_set dev --test_sets "test" \
-    --tag tiny \
+    --tag "${tag:-tiny${model_suffix}}" \
+    --seed "${seed}" \
     --data_args "--n_train 8000 --n_dev 100 --n_test 800 --frac_transcribe 0.2 --frac_translate 0.3 --frac_answer 0.4 --frac_transcribe_other 0.1" \
-    --make_init true \
+    --make_init true --init_dir "${init_dir}" \
     --init_args "--vocab_size 1500 --encoder_hidden 128 --encoder_layers 2 --decoder_hidden 128 --decoder_layers 2" \
     --init_lm_steps 2000 \
     --init_encoder_steps 1600 \
-    --init_compressor_layers 2 \
+    --init_compressor_layers "${compressor_layers}" \
     --stage1_config conf/stage1_tiny.yaml \
     --stage2_config conf/stage2_tiny.yaml \
+    --stage1_args "${common[*]} ${stage1[*]} ${stage1_args}" \
+    --stage2_args "${common[*]} ${stage2_args}" \
     --decode_args "--batch_size 32" \
-    "$@"
+    "${rest[@]}"
