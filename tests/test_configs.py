@@ -238,12 +238,14 @@ def test_demo_run_sh_defaults_are_the_demo_configs():
     """mini_espeak/run.sh passes compressor/adapter overrides only for variants: its defaults must be the configs'."""
     recipe = REPO / "egs2" / "mini_espeak" / "s2t1"
     run_sh = (recipe / "run.sh").read_text(encoding="utf-8")
-    defaults = {k: int(re.search(rf"^{k}=(\d+)", run_sh, re.M).group(1))
-                for k in ("compressor_layers", "adapter_layers", "adapter_stride")}
-    assert f'!= {defaults["compressor_layers"]}/{defaults["adapter_layers"]}/{defaults["adapter_stride"]} ]' in run_sh
+    defaults = {k: re.search(rf"^{k}=(\w+)", run_sh, re.M).group(1)
+                for k in ("compressor_layers", "adapter", "adapter_layers", "adapter_stride")}
+    assert "!= {compressor_layers}/{adapter}/{adapter_layers}/{adapter_stride} ]".format(**defaults) in run_sh
+    defaults = {k: v if k == "adapter" else int(v) for k, v in defaults.items()}
     for stage in (1, 2):
         conf = _load(recipe / "conf" / f"stage{stage}_tiny.yaml")
         layers = conf["compressor_conf"]["num_layers"] if conf["compressor"] == "conv1d" else 0
         assert layers == defaults["compressor_layers"]
+        assert conf["length_adapter"] == defaults["adapter"]
         assert conf["length_adapter_conf"]["num_layers"] == defaults["adapter_layers"]
         assert conf["length_adapter_conf"]["stride"] == defaults["adapter_stride"]

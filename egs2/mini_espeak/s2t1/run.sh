@@ -9,17 +9,19 @@
 #   --seed N                 seed of the initial models, their pretraining and both training stages (default 0;
 #                            the corpus has its own: --data_args "... --seed M")
 #   --compressor_layers K    Conv1d (k3, s2) layers before the encoder, 0-3 (default 2: 50 Hz → 12.5 Hz)
-#   --adapter_layers N       Conformer length-adapter layers after the encoder (default 1)
+#   --adapter A              the length adapter after the encoder: conformer (default) or w2v_bert_adapter
+#   --adapter_layers N       its layers (default 1)
 #   --adapter_stride S       their stride (default 2); total compression = 2^K × S^N (default 8×: 6.25 Hz)
 # A run other than the default writes its own dirs, so variants sit side by side on the same data and features:
 # exp/init_conv<K>[_seed<N>] (initial models; the encoder's CTC pretraining runs behind the K Conv1d layers) and
-# exp/tiny_conv<K>_adapter<N>x<S>[_seed<N>]_stage{1,2} (results: ..._stage2/RESULTS.md), e.g.
+# exp/tiny_conv<K>_<A><N>x<S>[_seed<N>]_stage{1,2} (results: ..._stage2/RESULTS.md; A: adapter or w2v_adapter), e.g.
 #   ./run.sh --compressor_layers 0          # 2× total compression
 #   ./run.sh --seed 1                       # the default model, another seed
 set -euo pipefail
 
 seed=0
 compressor_layers=2   # the defaults must equal conf/stage{1,2}_tiny.yaml (tests/test_configs.py checks it)
+adapter=conformer
 adapter_layers=1
 adapter_stride=2
 tag=""
@@ -28,7 +30,7 @@ stage2_args=""
 rest=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seed|--compressor_layers|--adapter_layers|--adapter_stride|--tag|--stage1_args|--stage2_args)
+        --seed|--compressor_layers|--adapter|--adapter_layers|--adapter_stride|--tag|--stage1_args|--stage2_args)
             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
             printf -v "${1#--}" '%s' "$2"; shift 2 ;;
         --help|-h) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
@@ -39,15 +41,21 @@ done
 init_dir=exp/init
 model_suffix=""
 common=() stage1=()
-if [ "${compressor_layers}/${adapter_layers}/${adapter_stride}" != 2/1/2 ] || [ "${seed}" != 0 ]; then
+case "${adapter}" in
+    conformer) adapter_name=adapter adapter_conf=() ;;
+    w2v_bert_adapter) adapter_name=w2v_adapter adapter_conf=(--length_adapter_conf kernel_size=3) ;;  # HF's own k
+    *) echo "$0: --adapter must be conformer or w2v_bert_adapter, not ${adapter}" >&2; exit 1 ;;
+esac
+if [ "${compressor_layers}/${adapter}/${adapter_layers}/${adapter_stride}" != 2/conformer/1/2 ] || [ "${seed}" != 0 ]; then
     init_dir="exp/init_conv${compressor_layers}"
-    model_suffix="_conv${compressor_layers}_adapter${adapter_layers}x${adapter_stride}"
+    model_suffix="_conv${compressor_layers}_${adapter_name}${adapter_layers}x${adapter_stride}"
     if [ "${seed}" != 0 ]; then
         init_dir+="_seed${seed}"
         model_suffix+="_seed${seed}"
     fi
     common=(--encoder_conf "name_or_path=${init_dir}/encoder" --decoder_conf "name_or_path=${init_dir}/decoder"
-            --length_adapter_conf "num_layers=${adapter_layers}" --length_adapter_conf "stride=${adapter_stride}")
+            --length_adapter "${adapter}" --length_adapter_conf "num_layers=${adapter_layers}"
+            --length_adapter_conf "stride=${adapter_stride}" "${adapter_conf[@]}")
     if [ "${compressor_layers}" -gt 0 ]; then
         common+=(--compressor conv1d --compressor_conf "num_layers=${compressor_layers}")
         stage1=(--init_param "${init_dir}/encoder/compressor.pth::compressor")
