@@ -399,6 +399,131 @@ def bench_p6():
     return out
 
 
+# ----------------------------------------------------------------------------------------------------- P7 attention
+W2V_BERT_ARCH = REPO / "espnet_speechlm_plugin/arch/w2v-bert-2.0"  # w2v-BERT 2.0's config: 1024 wide, 16 heads
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmSize"].split()[0])
+
+
+def p7_child(spec):
+    """One configuration of the w2v-BERT attention benchmark, alone in this process (its peak RSS is its own)."""
+    import resource
+
+    from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+    from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertEncoderLayer
+
+    from espnet_speechlm_plugin.model.w2v_bert_attention import use_efficient_attention
+
+    frames, train = spec["seconds"] * 50, spec["mode"] == "fwd+bwd"
+    # dropout, layerdrop and SpecAugment off: both sides compute the same deterministic function in train mode
+    config = Wav2Vec2BertConfig.from_pretrained(W2V_BERT_ARCH, layerdrop=0.0, mask_time_prob=0.0,
+                                                conformer_conv_dropout=0.0)
+    torch.manual_seed(0)
+    if spec["scope"] == "layer":
+        model = Wav2Vec2BertEncoderLayer(config)
+        x = torch.randn(1, frames, config.hidden_size)
+        valid = torch.ones(1, frames, dtype=torch.long)
+        # the additive (B, 1, T, T) mask as Wav2Vec2BertEncoder hands it to every layer (an expanded view)
+        additive = ((1.0 - valid[:, None, None, :].float()) * torch.finfo(torch.float32).min).expand(1, 1, frames,
+                                                                                                     frames)
+
+        def run(inp):
+            return model(inp, attention_mask=additive, conv_attention_mask=valid)[0]
+    else:
+        model = Wav2Vec2BertModel(config)
+        x = torch.randn(1, frames, config.feature_projection_input_dim)
+        valid = torch.ones(1, frames, dtype=torch.long)
+
+        def run(inp):
+            return model(input_features=inp, attention_mask=valid).last_hidden_state
+    if spec["impl"] == "ours":
+        use_efficient_attention(model, config)
+    model.train(train)
+    weights = torch.randn(1, frames, config.hidden_size)
+    base_rss, vm_size = _rss_kib()
+    # cap this process: virtual size now + what it may still add in RSS (tensors are fresh mappings)
+    cap = spec["cap_gib"] * 2**30
+    limit = int(vm_size * 1024 + max(cap - base_rss * 1024, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    times, out = [], {}
+    try:
+        for i in range(spec["warmup"] + spec["repeats"]):
+            model.zero_grad(set_to_none=True)
+            inp = x.clone().requires_grad_(train)
+            start = time.perf_counter()
+            if train:
+                y = run(inp)
+                (y * weights).sum().backward()
+            else:
+                with torch.no_grad():
+                    y = run(inp)
+            if i >= spec["warmup"]:
+                times.append(time.perf_counter() - start)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        torch.save({"output": y.detach(), "input_grad": inp.grad if train else None}, spec["tensors"])
+        out = {"seconds_per_step": min(times), "peak_rss_gib": peak / 2**20, "base_rss_gib": base_rss / 2**20,
+               "step_peak_gib": (peak - base_rss) / 2**20}
+    except (RuntimeError, MemoryError) as e:
+        if not isinstance(e, MemoryError) and "alloc" not in str(e):
+            raise
+        out = {"did_not_fit_gib": spec["cap_gib"], "error": str(e).splitlines()[0][:200]}
+    print("P7CHILD " + json.dumps(out), flush=True)
+
+
+def bench_p7(seconds=(10, 30, 90), encoder=True):
+    """w2v-BERT self-attention: ours (model/w2v_bert_attention.py) vs HF's, one real-size layer and the whole
+    24-layer encoder, forward (eval, no grad) and forward+backward (train), time and peak memory.
+
+    Every configuration runs in a fresh process capped at the memory then available (less 1.5 GiB, at most
+    20 GiB); one that does not fit reports so. Memory is the peak RSS of that process (``ru_maxrss``) minus its RSS
+    once the weights and inputs exist: what the step itself needs.
+    """
+    with open("/proc/meminfo") as f:
+        available = int(next(line for line in f if line.startswith("MemAvailable")).split()[1]) / 2**20
+    cap = round(min(20.0, available - 1.5), 1)
+    scopes = [("layer", 3, 1)] + ([("encoder", 1, 0)] if encoder else [])
+    cases = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scope, repeats, warmup in scopes:
+            for mode in ("fwd", "fwd+bwd"):
+                for sec in seconds:
+                    name, row = f"{scope}_{sec}s_{mode}", {}
+                    for impl in ("hf", "ours"):
+                        spec = {"scope": scope, "impl": impl, "seconds": sec, "mode": mode, "repeats": repeats,
+                                "warmup": warmup, "cap_gib": cap, "tensors": f"{tmp}/{impl}.pt"}
+                        res = subprocess.run([sys.executable, str(BENCH / "run.py"), "--p7_child", json.dumps(spec)],
+                                             capture_output=True, text=True, cwd=REPO)
+                        line = [x for x in res.stdout.splitlines() if x.startswith("P7CHILD ")]
+                        if res.returncode != 0 or not line:
+                            row[impl] = {"error": (res.stderr or res.stdout)[-1500:], "returncode": res.returncode}
+                        else:
+                            row[impl] = json.loads(line[-1][len("P7CHILD "):])
+                        print(f"P7 {name} {impl}: {json.dumps(row[impl])[:300]}", flush=True)
+                    hf, ours = row["hf"], row["ours"]
+                    if "seconds_per_step" in hf and "seconds_per_step" in ours:
+                        a, b = torch.load(f"{tmp}/hf.pt"), torch.load(f"{tmp}/ours.pt")
+                        row["max_abs_diff"] = float((a["output"] - b["output"]).abs().max())
+                        if a["input_grad"] is not None:
+                            row["max_abs_diff_input_grad"] = float((a["input_grad"] - b["input_grad"]).abs().max())
+                            row["input_grad_max_abs"] = float(a["input_grad"].abs().max())
+                        row["speed_ratio"] = hf["seconds_per_step"] / ours["seconds_per_step"]
+                        row["memory_ratio"] = hf["step_peak_gib"] / ours["step_peak_gib"]
+                        row["peak_rss_ratio"] = hf["peak_rss_gib"] / ours["peak_rss_gib"]
+                    cases[name] = row
+    key = cases.get("layer_30s_fwd+bwd", {})
+    return {"speed_ratio": key.get("speed_ratio"), "memory_ratio": key.get("memory_ratio"),
+            "max_abs_diff": key.get("max_abs_diff"), "max_abs_diff_input_grad": key.get("max_abs_diff_input_grad"),
+            "memory_cap_gib": cap, "cases": cases,
+            "memory_measure": "peak RSS (ru_maxrss) of a fresh process per configuration minus its RSS once weights "
+                              "and inputs exist; batch 1, 50 Hz frames (T = 50 x seconds), fp32, one thread",
+            "model": "w2v-BERT 2.0 architecture (arch/w2v-bert-2.0/config.json), random weights; dropout, "
+                     "layerdrop and SpecAugment off"}
+
+
 # ----------------------------------------------------------------------------------------------------- RSS
 _RSS_CHILD = r"""
 import resource, sys, time, torch, numpy as np
@@ -517,15 +642,21 @@ def write_readme(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", default=["P1", "P2", "P3", "P4", "P6", "RSS"],
-                        help="benchmarks to run (P1 P2 P3 P4 P6 RSS); entries of the others stay in results.json")
+    parser.add_argument("--only", nargs="+", default=["P1", "P2", "P3", "P4", "P6", "RSS", "P7"],
+                        help="benchmarks to run (P1 P2 P3 P4 P6 RSS P7); entries of the others stay in results.json")
     parser.add_argument("--repeats", type=int, default=5, help="timings are the minimum over this many runs")
     parser.add_argument("--mini_utts", type=int, default=1500,
                         help="P2: mini_espeak train utterances synthesised for the duration distribution")
     parser.add_argument("--with_0p5b", action="store_true",
                         help="RSS: also one stage-1 step of the 0.5B architecture on CPU (slow, several GB)")
+    parser.add_argument("--p7_seconds", type=int, nargs="+", default=[10, 30, 90],
+                        help="P7: audio lengths (s, 50 Hz frames); real-size, run it under flock -x /tmp/heavy.lock")
+    parser.add_argument("--p7_layer_only", action="store_true", help="P7: one layer only, not the 24-layer encoder")
+    parser.add_argument("--p7_child", help=argparse.SUPPRESS)  # one P7 configuration, in its own process
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     a = parser.parse_args(argv)
+    if a.p7_child:
+        return p7_child(json.loads(a.p7_child))
     results = json.loads(a.out.read_text()) if a.out.exists() else {}
     results["machine"] = machine()
     results["machine"]["note"] = ("Shared machine (other jobs running): ratios come from interleaved runs, "
@@ -534,13 +665,14 @@ def main(argv=None):
     runners = {"P1": lambda: bench_p1(a.repeats), "P2": lambda: bench_p2(a.mini_utts),
                "P3": lambda: bench_p3(a.repeats), "P4": lambda: bench_p4(a.repeats), "P6": bench_p6,
                "RSS": lambda: bench_rss(a.with_0p5b)}
+    runners["P7"] = lambda: bench_p7(a.p7_seconds, encoder=not a.p7_layer_only)
     for key in a.only:
         start = time.perf_counter()
         results[key] = runners[key]()
         results[key]["bench_wall_s"] = time.perf_counter() - start
         summary = {k: v for k, v in results[key].items() if k in (
             "ratio", "max_abs_diff", "identical", "ratio_with_data_loading", "padding_fraction", "decoder_only_ratio",
-            "random_per_distribution", "skipped")}
+            "random_per_distribution", "skipped", "speed_ratio", "memory_ratio")}
         print(f"{key}: {json.dumps(summary)}", flush=True)
         tmp = a.out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
