@@ -511,6 +511,21 @@ def _p7_predict_encoder(layer, layers, params):
             + (params - layer_params) * 4 / 2**30}
 
 
+def _p7_extrapolate(cases, scope, mode, impl, sec):
+    """Peak memory at ``sec`` from the two longest shorter runs of the same kind: a T + b T² through the origin
+    (activations grow with T, the attention's score-sized tensors with T²)."""
+    runs = sorted((int(name.split("_")[1][:-1]), row[impl]["step_peak_gib"]) for name, row in cases.items()
+                  if name.startswith(f"{scope}_") and name.endswith(f"_{mode}") and "step_peak_gib" in row[impl]
+                  and not row[impl].get("predicted") and int(name.split("_")[1][:-1]) < sec)
+    if len(runs) < 2:
+        return None
+    (t1, m1), (t2, m2) = [(s * 50, m) for s, m in runs[-2:]]
+    b = (m2 / t2 - m1 / t1) / (t2 - t1)
+    a = m1 / t1 - b * t1
+    t = sec * 50
+    return a * t + b * t * t
+
+
 def bench_p7(seconds=(10, 30, 90), encoder_seconds=(10, 30, 90), encoder_train_seconds=(10, 30)):
     """w2v-BERT self-attention: ours (model/w2v_bert_attention.py) vs HF's, one real-size layer and the whole
     24-layer encoder, forward (eval, no grad) and forward+backward (train), time and peak memory.
@@ -551,6 +566,8 @@ def bench_p7(seconds=(10, 30, 90), encoder_seconds=(10, 30, 90), encoder_train_s
                         encoder_params = row[impl]["params"]
                     if predicted:  # run anyway: the prediction next to the measurement
                         row[impl]["predicted_step_peak_gib"] = predicted["step_peak_gib"]
+                    if "did_not_fit_gib" in row[impl]:
+                        row[impl]["predicted_step_peak_gib"] = _p7_extrapolate(cases, scope, mode, impl, sec)
                 print(f"P7 {name} {impl}: {json.dumps(row[impl])[:300]}", flush=True)
             hf, ours = row["hf"], row["ours"]
             if "seconds_per_step" in hf and "seconds_per_step" in ours:
@@ -576,7 +593,8 @@ def bench_p7(seconds=(10, 30, 90), encoder_seconds=(10, 30, 90), encoder_train_s
 
 def _p7_side(r):
     if "did_not_fit_gib" in r:
-        return f"did not fit in {r['did_not_fit_gib']:.0f} GiB"
+        need = r.get("predicted_step_peak_gib")
+        return f"did not fit in {r['did_not_fit_gib']:.0f} GiB" + (f" (needs ~{need:.0f} GiB)" if need else "")
     if "error" in r:
         return "error"
     pred = " predicted" if r.get("predicted") else ""
