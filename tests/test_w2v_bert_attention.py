@@ -250,3 +250,37 @@ def test_bfloat16_close_to_hf():
     hf_error = (hf16.float() - reference).abs().max()
     our_error = (ours16.float() - reference).abs().max()
     assert 0 < hf_error < 0.1 and our_error <= 2 * hf_error  # no worse than HF's own bf16 rounding
+
+
+@pytest.mark.slow
+def test_real_size_layer_equals_hf():
+    """w2v-BERT 2.0's own architecture (1024 wide, 16 heads of 64), one encoder layer, 20 s and 13 s in one batch,
+    train mode: outputs and gradients equal HF's. About a minute and 2 GB on one core."""
+    from pathlib import Path
+
+    from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertEncoderLayer
+
+    import espnet_speechlm_plugin
+
+    arch = Path(espnet_speechlm_plugin.__file__).parent / "arch/w2v-bert-2.0"
+    config = Wav2Vec2BertConfig.from_pretrained(arch, conformer_conv_dropout=0.0)
+    torch.manual_seed(0)
+    hf_layer = Wav2Vec2BertEncoderLayer(config).train()
+    our_layer = copy.deepcopy(hf_layer)
+    assert use_efficient_attention(our_layer, config) == 1
+    lengths = [1000, 650]  # 50 Hz frames
+    hidden = torch.randn(2, max(lengths), config.hidden_size)
+    valid = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).long()
+    mask = ((1.0 - valid[:, None, None, :].float()) * torch.finfo(torch.float32).min).expand(2, 1, 1000, 1000)
+    weights = torch.randn(2, max(lengths), config.hidden_size)
+    results = []
+    for layer in (hf_layer, our_layer):
+        x = hidden.clone().requires_grad_(True)
+        out = layer(x, attention_mask=mask, conv_attention_mask=valid)[0]
+        (out * weights).sum().backward()
+        results.append((out.detach(), x.grad, grads(layer)))
+    (hf_out, hf_in, hf_g), (our_out, our_in, our_g) = results
+    assert (hf_out - our_out).abs().max() <= 1e-5
+    assert (hf_in - our_in).abs().max() <= 1e-5 * max(1.0, hf_in.abs().max())
+    for name, g in hf_g.items():
+        assert (g - our_g[name]).abs().max() <= 1e-4 * max(1.0, g.abs().max()), name
