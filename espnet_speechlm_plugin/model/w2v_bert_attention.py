@@ -147,7 +147,9 @@ class RelativeKeySelfAttention(Wav2Vec2BertSelfAttention):
         query = self.linear_q(hidden_states).view(batch, length, heads, head_size).transpose(1, 2)  # (B, H, T, d)
         key = self.linear_k(hidden_states).view(batch, length, heads, head_size).transpose(1, 2)
         value = self.linear_v(hidden_states).view(batch, length, heads, head_size).transpose(1, 2)
-        embeddings = self.distance_embedding.weight.to(query.dtype)  # (P, d), P = left + right + 1
+        # every distance embedding, through the module's forward (so hooks that gather sharded weights run)
+        table = self.distance_embedding
+        embeddings = table(torch.arange(table.num_embeddings, device=query.device)).to(query.dtype)  # (P, d)
         position_scores = torch.matmul(query, embeddings.t()) / math.sqrt(head_size)  # (B, H, T, P)
 
         left, right = self.left_max_position_embeddings, self.right_max_position_embeddings
