@@ -500,15 +500,29 @@ def _p7_run(spec):
     return json.loads(line[-1][len("P7CHILD "):])
 
 
-def _p7_predict_encoder(layer, layers, params):
-    """A 24-layer forward+backward from one layer's: every layer keeps what one layer keeps after its forward,
-    the last one's backward adds its transient, and every parameter gets a gradient; time scales by layers."""
-    if "after_forward_gib" not in layer:
+def _p7_predict_encoder(cases, impl, sec, layers):
+    """A whole-encoder forward+backward from one layer's at the same length: when the backward pass starts, every
+    layer holds what one layer holds after its forward, and one layer's backward adds its transient; the time is
+    ``layers`` times one layer's. Both are scaled by measured / predicted at the longest shorter length where the
+    encoder itself ran (the layer's process also holds its hidden-state input and output, the encoder's does not)."""
+    def from_layer(s):
+        layer = cases.get(f"layer_{s}s_fwd+bwd", {}).get(impl, {})
+        if "after_forward_gib" not in layer:
+            return None
+        return (layers * layer["after_forward_gib"] + layer["step_peak_gib"] - layer["after_forward_gib"],
+                layers * layer["seconds_per_step"])
+
+    guess = from_layer(sec)
+    if guess is None:
         return None
-    layer_params = layer["params"]
-    return {"predicted": True, "seconds_per_step": layers * layer["seconds_per_step"],
-            "step_peak_gib": layers * layer["after_forward_gib"] + layer["step_peak_gib"] - layer["after_forward_gib"]
-            + (params - layer_params) * 4 / 2**30}
+    memory, seconds = guess
+    ran = sorted(int(name.split("_")[1][:-1]) for name, row in cases.items()
+                 if name.startswith("encoder_") and name.endswith("_fwd+bwd") and "after_forward_gib" in row[impl])
+    for s in reversed([s for s in ran if s < sec and from_layer(s)]):
+        measured, (mem_s, sec_s) = cases[f"encoder_{s}s_fwd+bwd"][impl], from_layer(s)
+        return {"predicted": True, "calibrated_on_s": s, "step_peak_gib": memory * measured["step_peak_gib"] / mem_s,
+                "seconds_per_step": seconds * measured["seconds_per_step"] / sec_s}
+    return {"predicted": True, "step_peak_gib": memory, "seconds_per_step": seconds}
 
 
 def _p7_extrapolate(cases, scope, mode, impl, sec):
@@ -533,8 +547,9 @@ def bench_p7(seconds=(10, 30, 90), encoder_seconds=(10, 30, 90), encoder_train_s
     Every configuration runs in a fresh process capped at the memory then available (less 1.5 GiB, at most
     20 GiB); one that does not fit reports so. Memory is the peak RSS of that process (``ru_maxrss``) minus its RSS
     once the weights and inputs exist: what the step itself needs. A whole-encoder forward+backward that the
-    layer's numbers say cannot fit under the cap, or whose length is not in ``encoder_train_seconds`` (each takes
-    tens of minutes on one core), is predicted from the layer's numbers instead, and marked so.
+    layer's numbers put above 3/4 of the cap, or whose length is not in ``encoder_train_seconds`` (90 s takes
+    tens of minutes on one core), is predicted from the layer's numbers instead (``_p7_predict_encoder``), and
+    marked so.
     """
     from transformers import Wav2Vec2BertConfig
 
@@ -546,24 +561,22 @@ def bench_p7(seconds=(10, 30, 90), encoder_seconds=(10, 30, 90), encoder_train_s
     plan = [("layer", mode, s) for mode in ("fwd", "fwd+bwd") for s in seconds]
     plan += [("encoder", "fwd", s) for s in encoder_seconds]
     plan += [("encoder", "fwd+bwd", s) for s in encoder_seconds]
-    cases, encoder_params = {}, None
+    cases = {}
     with tempfile.TemporaryDirectory() as tmp:
         for scope, mode, sec in plan:
             name, row = f"{scope}_{sec}s_{mode}", {}
             for impl in ("hf", "ours"):
-                layer = cases.get(f"layer_{sec}s_{mode}", {}).get(impl, {})
                 predicted = None
-                if scope == "encoder" and mode == "fwd+bwd" and encoder_params:
-                    predicted = _p7_predict_encoder(layer, layers, encoder_params)
-                if predicted and (sec not in encoder_train_seconds or predicted["step_peak_gib"] > cap):
+                if scope == "encoder" and mode == "fwd+bwd":
+                    predicted = _p7_predict_encoder(cases, impl, sec, layers)
+                # not started: lengths left out, and runs the layer's numbers put near the cap (a shared machine)
+                if predicted and (sec not in encoder_train_seconds or predicted["step_peak_gib"] > 0.75 * cap):
                     row[impl] = predicted
                 else:
                     short = sec <= 30 and scope == "layer"  # repeat the quick ones, run the long ones once
                     row[impl] = _p7_run({"scope": scope, "impl": impl, "seconds": sec, "mode": mode, "cap_gib": cap,
                                          "repeats": 3 if short else 1, "warmup": 1 if short else 0,
                                          "tensors": f"{tmp}/{impl}.pt"})
-                    if scope == "encoder" and "params" in row[impl]:
-                        encoder_params = row[impl]["params"]
                     if predicted:  # run anyway: the prediction next to the measurement
                         row[impl]["predicted_step_peak_gib"] = predicted["step_peak_gib"]
                     if "did_not_fit_gib" in row[impl]:
@@ -608,9 +621,10 @@ def p7_summary(p7):
         scope, sec, mode = name.split("_")
         if "speed_ratio" in row:
             diff = f", diff {row['max_abs_diff']:.0e}" if "max_abs_diff" in row else ""
-            pred = " (predicted)" if row["hf"].get("predicted") or row["ours"].get("predicted") else ""
-            text = (f"{sec[:-1]} s: {row['speed_ratio']:.2f}x speed, {row['memory_ratio']:.1f}x less memory{pred} (HF "
-                    f"{row['hf']['step_peak_gib']:.2f}, ours {row['ours']['step_peak_gib']:.2f} GiB{diff})")
+            hf, ours = (f"{row[k]['step_peak_gib']:.2f}" + (" predicted" if row[k].get("predicted") else "")
+                        for k in ("hf", "ours"))
+            text = (f"{sec[:-1]} s: {row['speed_ratio']:.2f}x speed, {row['memory_ratio']:.1f}x less memory "
+                    f"(HF {hf}, ours {ours} GiB{diff})")
         else:
             text = f"{sec[:-1]} s: HF {_p7_side(row['hf'])}; ours {_p7_side(row['ours'])}"
         groups.setdefault(f"{scope} {mode}", []).append(text)

@@ -255,7 +255,7 @@ def test_bfloat16_close_to_hf():
 @pytest.mark.slow
 def test_real_size_layer_equals_hf():
     """w2v-BERT 2.0's own architecture (1024 wide, 16 heads of 64), one encoder layer, 20 s and 13 s in one batch,
-    train mode: outputs and gradients equal HF's. About a minute and 2 GB on one core."""
+    train mode: outputs and gradients equal HF's. About 10 s and 2 GB on one core."""
     from pathlib import Path
 
     from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertEncoderLayer
