@@ -163,6 +163,9 @@ def test_ranks_weighted_by_target_tokens_give_the_union_batch_loss_and_gradient(
     assert total == weight
     combined = sum(part_loss * w for part_loss, w, _ in parts) / total
     assert combined.item() == pytest.approx(loss.item(), rel=1e-6)
+    # weighed by utterances instead (ESPnet's usual batch-size weight), the ranks would train on another loss
+    by_utterance = (parts[0][0] * 3 + parts[1][0] * 2) / 5
+    assert abs(by_utterance.item() - loss.item()) > 1e-3
     for name, g in grad.items():
         g_ranks = sum(part_grad[name] * w for _, w, part_grad in parts) / total
         torch.testing.assert_close(g_ranks, g, rtol=1e-4, atol=1e-6)
