@@ -225,8 +225,13 @@ class SpeechLMTask(AbsTask):
                     continue
                 raise ValueError(f"optim_conf.{k} is the string {v!r}: ESPnet reads YAML 1.1, where {v} is text; "
                                  f"write it with a dot, e.g. {num:.1e}")
+        shard = getattr(args, "shard_optimizer", False)
+        if shard and (use_deepspeed or not getattr(args, "distributed", False)):
+            logging.info("--shard_optimizer is ignored: " + ("DeepSpeed shards as its config says" if use_deepspeed
+                                                              else "one process, nothing to shard"))
+            shard = False
         try:
-            if getattr(args, "shard_optimizer", False) and getattr(args, "distributed", False) and not use_deepspeed:
+            if shard:
                 from torch.distributed.optim import ZeroRedundancyOptimizer
 
                 # the groups (and their LRs) stay whole; each rank builds the optimizer for its share of every

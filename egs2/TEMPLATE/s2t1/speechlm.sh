@@ -103,7 +103,7 @@ train() {  # train CONFIG OUTDIR EXTRA...: ESPnet Trainer; --resume makes a reru
             # SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID and the processes meet through a file in the exp dir
             # (a fresh name per launch: a killed run leaves its file behind)
             rm -f "${outdir}"/.dist_init_*
-            init="$(pwd)/${outdir}/.dist_init_$(date +%s)_$$"
+            init="$(cd "${outdir}" && pwd)/.dist_init_$(date +%s)_$$"
             dist+=(--dist_launcher slurm --dist_init_method "file://${init}")
             tasks=(--nodes "${num_nodes}" --tasks_per_node "${per_node}")
         elif [ "${num_nodes}" -gt 1 ]; then
