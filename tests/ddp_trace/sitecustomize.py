@@ -5,7 +5,7 @@ and sets DDP_TRACE_DIR sees into every process the launchers start (torchrun, th
 Each process appends JSON lines to ``$DDP_TRACE_DIR/<rank>.<pid>.jsonl`` (rank from RANK or SLURM_PROCID):
 
 - ``{"batch": [utt, ...], "train": true|false}`` for each batch SpeechLM.forward is given;
-- ``{"write": path, "event": ...}`` for each file opened for writing, renamed, linked or removed under
+- ``{"write": path, "event": ...}`` for each file opened for writing, renamed, linked, removed or made under
   $DDP_TRACE_WATCH (Python's audit hooks; a file torch saves is seen through the temp file of the atomic save).
 
 Without DDP_TRACE_DIR nothing is done.
@@ -40,7 +40,8 @@ if os.environ.get("DDP_TRACE_DIR"):
             writing = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & _WRITE_FLAGS)
             if writing and path is not None and _watched(path) and os.fsdecode(path) != _path:
                 _record({"write": os.fsdecode(path), "event": event})
-        elif event in ("os.rename", "os.symlink", "os.remove", "os.unlink", "os.link", "shutil.rmtree"):
+        elif event in ("os.rename", "os.symlink", "os.remove", "os.link", "os.mkdir", "os.rmdir", "os.truncate",
+                       "shutil.rmtree"):
             paths = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
             if any(_watched(p) for p in paths):
                 _record({"write": os.fsdecode(paths[-1]), "event": event})

@@ -71,7 +71,9 @@ _run_one() {  # GPU NJ NODES TASKS_PER_NODE show|quiet LOGFILE COMMAND...: one j
             [ "${gpu}" -gt 0 ] && res+=(--gres "gpu:${gpu}")
             # shellcheck disable=SC2086
             srun ${slurm_opts} "${res[@]}" "$@" >> "${log}" 2>&1 && return 0
-            if [ "${output}" = show ]; then echo "run_cmd: slurm job failed, see ${log}:" >&2; tail -n 20 "${log}" >&2; fi
+            if [ "${output}" = show ]; then
+                echo "run_cmd: slurm job failed, see ${log}:" >&2; tail -n 20 "${log}" >&2
+            fi
             return 1 ;;
         *) echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (local or slurm)" >&2; return 1 ;;
     esac
