@@ -28,7 +28,6 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 # reason keys, in the order reports list them (an evaluation clip is removed before the caps are looked at)
@@ -137,6 +136,7 @@ def format_report(title: str, caps: DurationCaps, reports: list) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 _ARK_OFFSET = re.compile(r"^(.*\.ark):(\d+)$")
+_NOT_A_WORD = re.compile(r"[\W_]+")  # punctuation, symbols, spaces (letters and digits of any script are words)
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,33 +145,25 @@ def _real_dir(directory: str) -> str:
     return os.path.realpath(directory or ".")
 
 
-def audio_file_key(value: str) -> str:
-    """What identifies a wav.scp value's audio: the file with its folder resolved (a symlinked corpus folder
-    compares equal to the real one), the ark file and offset, or a pipe command as written."""
+def audio_keys(value: str) -> Tuple[str, Optional[str]]:
+    """(what identifies a wav.scp value's audio, its clip name). The first is the file with its folder resolved (a
+    symlinked corpus folder compares equal to the real one), the ark file and offset, or a pipe command as written;
+    the clip name is the file name without extension (``common_voice_en_104``), None for pipes and ark offsets."""
     value = value.strip()
     if value.endswith("|"):
-        return " ".join(value.split())
-    ark = _ARK_OFFSET.match(value)
+        return " ".join(value.split()), None
+    ark = _ARK_OFFSET.match(value) if ".ark:" in value else None
     if ark:
-        return f"{os.path.join(_real_dir(os.path.dirname(ark[1])), os.path.basename(ark[1]))}:{ark[2]}"
-    return os.path.join(_real_dir(os.path.dirname(value)), os.path.basename(value))
-
-
-def clip_name(value: str) -> Optional[str]:
-    """The clip's file name without extension (``common_voice_en_104``); None for pipes and ark offsets."""
-    value = value.strip()
-    if value.endswith("|") or _ARK_OFFSET.match(value):
-        return None
-    return Path(value).stem or None
+        return f"{os.path.join(_real_dir(os.path.dirname(ark[1])), os.path.basename(ark[1]))}:{ark[2]}", None
+    folder, name = os.path.split(value)
+    return os.path.join(_real_dir(folder), name), os.path.splitext(name)[0] or None
 
 
 def normalize_sentence(text: Optional[str]) -> str:
     """Case, punctuation and spacing removed, so 'My book, "Ulysses".' and 'MY BOOK ULYSSES' compare equal."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    kept = "".join(" " if unicodedata.category(c)[0] in "PSZC" else c for c in text)
-    return " ".join(kept.split())
+    return " ".join(_NOT_A_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
 
 
 def speaker_key(speaker: Optional[str]) -> str:
@@ -216,6 +208,7 @@ class EvalClips:
         self._file: Dict[str, Tuple[str, str]] = {}
         self._clip: Dict[Tuple[str, str], Tuple[str, str]] = {}
         self._sentence: Dict[Tuple[str, str], Tuple[str, str]] = {}
+        self._speakers: set = set()  # speakers of _sentence: most training utterances skip normalising their text
 
     def add(self, eval_set: str, clips) -> None:
         """Index the clips of one evaluation data dir (the first set to list a key keeps it)."""
@@ -223,27 +216,28 @@ class EvalClips:
         for clip in clips:
             self.size += 1
             ref = (eval_set, clip.utt)
-            self._file.setdefault(audio_file_key(clip.audio), ref)
-            name = clip_name(clip.audio)
+            key, name = audio_keys(clip.audio)
+            self._file.setdefault(key, ref)
             if name and clip.duration is not None:
                 self._clip.setdefault((name, f"{clip.duration:.3f}"), ref)
             sentence, speaker = normalize_sentence(clip.sentence), speaker_key(clip.speaker)
             if sentence and speaker:
                 self._sentence.setdefault((sentence, speaker), ref)
+                self._speakers.add(speaker)
 
     def find(self, clip: Clip) -> Optional[Overlap]:
         """The first match of ``clip`` (same file, then same clip, then same sentence and speaker), or None."""
-        ref = self._file.get(audio_file_key(clip.audio))
+        key, name = audio_keys(clip.audio)
+        ref = self._file.get(key)
         if ref:
             return Overlap(SAME_FILE, *ref)
-        name = clip_name(clip.audio)
         if name and clip.duration is not None:
             ref = self._clip.get((name, f"{clip.duration:.3f}"))
             if ref:
                 return Overlap(SAME_CLIP, *ref)
-        sentence, speaker = normalize_sentence(clip.sentence), speaker_key(clip.speaker)
-        if sentence and speaker:
-            ref = self._sentence.get((sentence, speaker))
+        speaker = speaker_key(clip.speaker)
+        if speaker in self._speakers:
+            ref = self._sentence.get((normalize_sentence(clip.sentence), speaker))
             if ref:
                 return Overlap(SAME_SENTENCE, *ref)
         return None

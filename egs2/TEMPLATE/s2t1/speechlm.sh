@@ -75,7 +75,9 @@ print(f"{sys.argv[2]}_{Path(sys.argv[1]).stem}" if isinstance(mix, dict) and mix
 valid_set1="$(stage_valid_set "${train_mix_stage1}")"
 valid_set2="$(stage_valid_set "${train_mix_stage2}")"
 valid_sets="${valid_set2}"
-[ -n "${exp1}" ] && [ "${valid_set1}" != "${valid_set2}" ] && valid_sets="${valid_set1} ${valid_set2}"
+if [ -n "${exp1}" ] && [ "${valid_set1}" != "${valid_set2}" ]; then valid_sets="${valid_set1} ${valid_set2}"; fi
+shared_valid=""       # data/<valid_set>, prepared by stage 1, when a stage validates on it (not built by a mix)
+if [[ " ${valid_sets} " == *" ${valid_set} "* ]]; then shared_valid="${valid_set}"; fi
 
 # data options of one training run: features, prompt and target of the train set (data_opts) and of a valid set
 # (valid_opts SET), with shape files
@@ -136,11 +138,13 @@ validate() {  # validate KIND SET...: stop with file, line, utterance and what t
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation → data/"
     eval "local/data.sh ${data_args}"
-    # a training mix builds data/<train_set> and the valid sets in stage 2, which validates them then
-    # shellcheck disable=SC2046
-    validate train $(existing ${train_set})
+    # a training mix builds data/<train_set> and its valid set in stage 2, which validates them then
+    if [ -z "${train_mix_stage1}${train_mix_stage2}" ]; then
+        # shellcheck disable=SC2046
+        validate train $(existing ${train_set})
+    fi
     # shellcheck disable=SC2046,SC2086
-    validate valid $(existing ${valid_sets})
+    validate valid $(existing ${shared_valid})
     # shellcheck disable=SC2046,SC2086
     validate test $(existing ${test_sets})
 fi
@@ -154,9 +158,8 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         exclude=()
         # shellcheck disable=SC2086
         for dset in $(unique ${test_sets}); do exclude+=("data/${dset}"); done
-        if [[ " ${valid_sets} " == *" ${valid_set} "* ]] && [ -d "data/${valid_set}" ]; then
-            exclude+=("data/${valid_set}")  # a stage whose mix lists no 'valid:' dirs validates on it
-        fi
+        # shellcheck disable=SC2046,SC2086
+        for dset in $(existing ${shared_valid}); do exclude+=("data/${dset}"); done
         log "Combining the training mixes ${mixes} → data/${train_set} and the valid sets ${valid_sets}," \
             "without the clips of the valid and test sets (report: data/${train_set}/mix_report.txt)"
         # shellcheck disable=SC2086
