@@ -183,6 +183,9 @@ def test_evaluation_clips_are_removed_from_every_training_source(tmp_path):
         for folder in (clips, copies):
             sf.write(folder / f"common_voice_en_{name}.wav", np.zeros(int(sec * 16000)), 16000)
     (root / "cv4_link").symlink_to(root / "cv4")
+    for split in ("train_wav", "dev_wav"):  # numbered alike in two splits, as long as each other
+        (root / split).mkdir()
+        sf.write(root / split / "0_0_0.wav", np.zeros(16000), 16000)
 
     def make(name, task, rows):
         """rows: (utt, speaker, audio, seconds, sentence, target)"""
@@ -204,7 +207,8 @@ def test_evaluation_clips_are_removed_from_every_training_source(tmp_path):
     test = make("covost2_en_de_test", "translate", [
         ("covost2_en_de-aa-c1", "covost2_en_de-aa", w(clips, "c1"), 1.0, "The cat sleeps.", "Die Katze schläft."),
         ("covost2_en_de-bb-c2", "covost2_en_de-bb", w(clips, "c2"), 1.5, "We open it.", "Wir öffnen es."),
-        ("covost2_en_de-cc-c3", "covost2_en_de-cc", w(clips, "c3"), 2.0, 'My book, "Ulysses".', "Mein Buch.")])
+        ("covost2_en_de-cc-c3", "covost2_en_de-cc", w(clips, "c3"), 2.0, 'My book, "Ulysses".', "Mein Buch."),
+        ("covost2_en_de-qq-p0", "covost2_en_de-qq", root / "dev_wav/0_0_0.wav", 1.0, "A passage.", "x")])
     dev = make("covost2_en_de_dev", "translate", [
         ("covost2_en_de-dd-c6", "covost2_en_de-dd", w(clips, "c6"), 3.0, "A dev sentence.", "Ein Satz.")])
     train = make("cv_en_train", "transcribe", [
@@ -213,7 +217,8 @@ def test_evaluation_clips_are_removed_from_every_training_source(tmp_path):
         ("cv_en-cc-c7", "cv_en-cc", w(copies, "c4"), 2.5, "MY BOOK ULYSSES", "x"),  # sentence + speaker
         ("cv_en-zz-c8", "cv_en-zz", w(copies, "c5"), 1.0, "my book ulysses", "x"),  # same sentence, other speaker
         ("cv_en-dd-c6", "cv_en-dd", w(clips, "c6"), 3.0, "A dev sentence.", "x"),  # a valid clip of the other mix
-        ("cv_en-ee-c9", "cv_en-ee", w(copies, "c3"), 2.01, "Something else.", "x")])  # same name, other duration
+        ("cv_en-ee-c9", "cv_en-ee", w(copies, "c3"), 2.01, "Something else.", "x"),  # same name, other duration
+        ("cv_en-pp-p0", "cv_en-pp", root / "train_wav/0_0_0.wav", 1.0, "Other passage.", "x")])  # other folder
     sf.write(root / "103-1240-0000.flac", np.zeros(48000), 16000)  # as long as the dev clip, another name
     other = make("ls_en_train", "transcribe", [("ls-s1-u1", "ls-s1", root / "103-1240-0000.flac", 3.0, "Other.", "x")])
     mix1 = root / "train_mix_stage1.yaml"
@@ -225,8 +230,8 @@ def test_evaluation_clips_are_removed_from_every_training_source(tmp_path):
     report = make_mix.make_mix([str(mix1), str(mix2)], str(root / "data/train"), str(root / "data/dev"),
                                exclude_dirs=[str(test)], progress=False)
     kept = (root / "data/train/wav.scp").read_text().split("\n")
-    assert sorted(line.split()[0] for line in kept if line) == ["cv_en_train-cv_en-ee-c9", "cv_en_train-cv_en-zz-c8",
-                                                                "ls_en_train-ls-s1-u1"]
+    assert sorted(line.split()[0] for line in kept if line) == [
+        "cv_en_train-cv_en-ee-c9", "cv_en_train-cv_en-pp-p0", "cv_en_train-cv_en-zz-c8", "ls_en_train-ls-s1-u1"]
     dropped = dict(line.split(" ", 1) for line in (root / "data/train/train_mix_stage1.dropped").read_text()
                    .splitlines())
     assert dropped == {
@@ -236,16 +241,16 @@ def test_evaluation_clips_are_removed_from_every_training_source(tmp_path):
         "cv_en_train-cv_en-dd-c6": f"evaluation clip: same audio file as 'covost2_en_de-dd-c6' of {dev}"}
     # the report: per mix the in_eval column, and one table per source, kind of match and evaluation set
     overlap = report.split("\n\n")[-1].splitlines()
-    assert "checked against 4 utterances of 2 valid/test data dirs" in overlap[0]
+    assert "checked against 5 utterances of 2 valid/test data dirs" in overlap[0]
     rows = {line.split()[0]: line.split()[1:] for line in overlap[2:]}
-    assert rows["cv_en_train"][:5] == ["6", "4", "2", "1", "1"]  # utterances removed same_file same_clip sentence
+    assert rows["cv_en_train"][:5] == ["7", "4", "2", "1", "1"]  # utterances removed same_file same_clip sentence
     assert " ".join(rows["cv_en_train"][5:]) == f"({dev} 1, {test} 3)"
-    assert rows["ls_en_train"] == ["1", "0", "0", "0", "0"] and rows["total"] == ["7", "4", "2", "1", "1"]
+    assert rows["ls_en_train"] == ["1", "0", "0", "0", "0"] and rows["total"] == ["8", "4", "2", "1", "1"]
     stage1 = {line.split()[0]: line.split()[1:] for line in report.split("\n\n")[0].splitlines()[2:]}
-    assert stage1["cv_en_train"][:4] == ["6", "2", "0.00", "4"]
+    assert stage1["cv_en_train"][:4] == ["7", "3", "0.00", "4"]
     # a training source that is all evaluation data is an error, not an empty source
     bad = root / "bad.yaml"
     bad.write_text(f"train:\n  - {{dir: {test}, task: translate}}\n", encoding="utf-8")
-    with pytest.raises(MixError, match=r"no utterance of .*covost2_en_de_test is left for training \(3 are "
+    with pytest.raises(MixError, match=r"no utterance of .*covost2_en_de_test is left for training \(4 are "
                                        r"evaluation clips"):
         make_mix.make_mix([str(bad)], str(root / "x"), exclude_dirs=[str(test)], progress=False)

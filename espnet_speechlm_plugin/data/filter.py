@@ -11,9 +11,11 @@ An evaluation clip is found three ways, because the same recording reaches sever
 (CoVoST 2 translates Common Voice clips, so its dev and test clips are also Common Voice training clips):
 
   same file       the wav.scp value names the same file (paths compared after resolving symlinked folders)
-  same clip       the same clip name (file name without extension) with the same duration to the millisecond:
-                  one recording in two copies of a corpus (e.g. Common Voice release 4, which CoVoST 2 uses, and
-                  a newer release holding the same clips)
+  same clip       the same clip name (its folder's name and its file name without extension, e.g.
+                  ``clips/common_voice_en_104``) with the same duration to the millisecond: one recording in two
+                  copies of a corpus (e.g. Common Voice release 4, which CoVoST 2 uses, and a newer release holding
+                  the same clips). The folder name keeps apart files numbered alike in different splits
+                  (Spoken-SQuAD's ``train_wav/0_0_0.wav`` and ``dev_wav/0_0_0.wav``)
   same sentence   the same normalised sentence (what the audio says: ``transcript``, or the ``text`` of a
                   transcription dir) said by the same speaker (the ``utt2spk`` value after its first "-": the
                   readers write ``<corpus>_<lang>-<speaker>``), where the files differ (re-encoded audio, a repeat
@@ -148,7 +150,8 @@ def _real_dir(directory: str) -> str:
 def audio_keys(value: str) -> Tuple[str, Optional[str]]:
     """(what identifies a wav.scp value's audio, its clip name). The first is the file with its folder resolved (a
     symlinked corpus folder compares equal to the real one), the ark file and offset, or a pipe command as written;
-    the clip name is the file name without extension (``common_voice_en_104``), None for pipes and ark offsets."""
+    the clip name is the folder's name and the file name without extension (``clips/common_voice_en_104``), None
+    for pipes and ark offsets."""
     value = value.strip()
     if value.endswith("|"):
         return " ".join(value.split()), None
@@ -156,7 +159,8 @@ def audio_keys(value: str) -> Tuple[str, Optional[str]]:
     if ark:
         return f"{os.path.join(_real_dir(os.path.dirname(ark[1])), os.path.basename(ark[1]))}:{ark[2]}", None
     folder, name = os.path.split(value)
-    return os.path.join(_real_dir(folder), name), os.path.splitext(name)[0] or None
+    stem = os.path.splitext(name)[0]
+    return os.path.join(_real_dir(folder), name), f"{os.path.basename(folder)}/{stem}" if stem else None
 
 
 def normalize_sentence(text: Optional[str]) -> str:
