@@ -46,6 +46,22 @@ def test_normaliser_behaves_as_0_0_10():
     assert EnglishTextNormalizer()("kinda archaeology") == "kind of archeology</span>"  # what 0.1.15 itself gives
 
 
+def test_a_whisper_normalizer_that_differs_is_refused(monkeypatch):
+    from whisper_normalizer import english
+
+    from espnet_speechlm_plugin.scoring import normalizer
+
+    original = english.EnglishTextNormalizer.__init__
+
+    def with_one_more(self):
+        original(self)
+        self.replacers[r"\bgimme\b"] = "give me"
+
+    monkeypatch.setattr(english.EnglishTextNormalizer, "__init__", with_one_more)
+    with pytest.raises(normalizer.NormalizerVersionError, match=r"replacements differ from version 0.0.10's"):
+        normalizer._english()
+
+
 def test_official_wer_hand_computed(files):
     refs, out = files
     result = official.evaluate(out, refs["en"], "short", "en", **NO_MODELS)

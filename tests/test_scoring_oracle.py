@@ -159,8 +159,8 @@ def test_random_talks_wer_and_triples_equal(tmp_path):
     words = "the cat kinda sorta dunno cause archaeology it's 20 percent Mr. Smith won't go gonna".split()
     zh = "我们喜欢考古学大家好这是什么东西。"
     request, expected = {"evaluate": []}, []
-    for k in range(6):
-        lang = ["en", "de", "zh"][k % 3]
+    for k in range(30):
+        lang = ["en", "en", "de", "zh"][k % 4]
         talks, outputs, sid = {}, {}, 0
         for t in range(rng.randint(1, 4)):
             ids = [str(sid + i) for i in range(rng.randint(1, 4))]

@@ -209,12 +209,13 @@ def evaluate(hyp_path: Path, ref_path: Path, track: str, lang: str, *, comet: Op
 
 
 def rows(results: list[OfficialResult], test_set: str) -> list[dict]:
-    """results.json rows of official scores: marked "evaluation": "mcif", with the track and the official name."""
+    """results.json rows of official scores: marked "evaluation": "mcif", with the track, the MCIF task (ASR, TRANS,
+    QA, SUM) and the official name of the score as metric."""
     out = []
     for r in results:
         for s in r.scores:
-            row = {"test_set": test_set, "evaluation": "mcif", "track": r.track, "lang": r.lang, "metric": s.name,
-                   "value": s.value, "n": s.n}
+            row = {"test_set": test_set, "evaluation": "mcif", "track": r.track, "task": s.name.split("-")[0],
+                   "lang": r.lang, "metric": s.name, "value": s.value, "n": s.n}
             if s.note:
                 row["note"] = s.note
             out.append(row)

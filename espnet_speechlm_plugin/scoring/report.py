@@ -19,7 +19,8 @@ official one (talk-level joining and re-segmentation; its own section, rows with
 
 results.json is a list of rows {"test_set", "task", "lang", "metric", "value", "n"} (n = utterances scored;
 a row of a metric that could not be computed has value null and a "note"); the diagnostic's rows have the test
-set `<test_set>:diagnose`, metric `task_confusion` and the asked task/language.
+set `<test_set>:diagnose`, metric `task_confusion` and the asked task/language. Rows of the official MCIF
+evaluation add "evaluation": "mcif" and "track"; their task is the MCIF task and their metric the official name.
 """
 from __future__ import annotations
 
