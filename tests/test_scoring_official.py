@@ -11,9 +11,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jiwer
+import mcif_fixtures as fx
 import pytest
 
-import mcif_fixtures as fx
 from espnet_speechlm_plugin.bin import score
 from espnet_speechlm_plugin.scoring import mcif, official
 from espnet_speechlm_plugin.scoring.normalizer import normalize
@@ -182,7 +182,8 @@ def test_official_translation_triples(files):
     assert de == [{"src": s, "mt": m, "ref": r} for s, m, r in zip(src, mt, ref)]
     zh = official.translation_triples(mcif.read_hypothesis(out, "short", "zh"),
                                       mcif.read_reference(refs["zh"], "short", "zh"), "zh")
-    assert [t["mt"] for t in zh] == ["大家好！", "我喜欢考古学。", "这有百分之二十的乐趣。", "因为我们不知道", "这是什么东西"]
+    assert [t["mt"] for t in zh] == ["大家好！", "我喜欢考古学。", "这有百分之二十的乐趣。", "因为我们不知道",
+                                     "这是什么东西"]
 
 
 def test_official_checks_stop_the_evaluation(files, tmp_path):
@@ -260,8 +261,9 @@ def test_stage6_writes_the_output_file_and_scores_it_officially(tmp_path, files)
         assert mcif.read_hypothesis(export, "short", lang) == fx.OUTPUTS[lang]
     rows = json.loads((out / "results.json").read_text(encoding="utf-8"))
     mcif_rows = {(r["lang"], r["metric"]): r for r in rows if r.get("evaluation") == "mcif"}
-    assert mcif_rows[("en", "ASR-WER")]["value"] == pytest.approx(8 / 18) and mcif_rows[("en", "ASR-WER")]["n"] == 2
-    assert mcif_rows[("de", "TRANS-COMET")]["value"] is None and "turned off" in mcif_rows[("de", "TRANS-COMET")]["note"]
+    wer, comet = mcif_rows[("en", "ASR-WER")], mcif_rows[("de", "TRANS-COMET")]
+    assert wer["value"] == pytest.approx(8 / 18) and wer["n"] == 2 and wer["task"] == "ASR"
+    assert comet["value"] is None and "turned off" in comet["note"]
     assert all(r["track"] == "short" for r in mcif_rows.values())
     per_utterance = [r for r in rows if "evaluation" not in r]
     assert {(r["task"], r["lang"]) for r in per_utterance if r["metric"] == "wer"} == {("transcribe", "en")}
@@ -315,3 +317,10 @@ def test_cli_official_form_errors(tmp_path, files, capsys):
     assert "no hypothesis file has a <task track=\"short\" text_lang=\"en\">" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         score.main(["--test_sets", "x"])  # the per-utterance form needs its directories
+
+
+def test_mcif_references_need_sample_ids(tmp_path, files):
+    ref_dir, decode_dir = _test_set(tmp_path, files)
+    (ref_dir / "mcif_test" / "mcif_id").unlink()
+    with pytest.raises(ScoringError, match=r"mcif_ref names MCIF references, but there is no .*mcif_id"):
+        run_scoring(decode_dir, ref_dir, ["mcif_test"], tmp_path / "o", options=ScoringOptions(**NO_MODELS))

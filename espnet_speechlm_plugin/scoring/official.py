@@ -35,9 +35,8 @@ import jiwer
 
 from espnet_speechlm_plugin.scoring.bertscore import BertScoreOptions, bertscore_f1_items
 from espnet_speechlm_plugin.scoring.bertscore import NotAvailable as BertScoreNotAvailable
-from espnet_speechlm_plugin.scoring.comet import CometOptions
+from espnet_speechlm_plugin.scoring.comet import CometOptions, comet_system_score
 from espnet_speechlm_plugin.scoring.comet import NotAvailable as CometNotAvailable
-from espnet_speechlm_plugin.scoring.comet import comet_system_score
 from espnet_speechlm_plugin.scoring.mcif import McifError, ReferenceSample, read_hypothesis, read_reference, tasks_in
 from espnet_speechlm_plugin.scoring.normalizer import normalize
 from espnet_speechlm_plugin.scoring.resegment import CHARACTER_LEVEL_LANGS, resegment

@@ -425,6 +425,9 @@ def score_officially(s: TestSetScore, data_dir: Path, mcif_dir: Path, options: S
     data dir names MCIF reference files (`mcif_ref`), add the official scores of every reference task whose language
     the test set has. A reference task the official evaluation refuses gets a note saying why."""
     refs = mcif.read_reference_list(data_dir)
+    if refs and not (data_dir / "mcif_id").is_file():
+        raise mcif.McifError(f"{data_dir / 'mcif_ref'} names MCIF references, but there is no {data_dir / 'mcif_id'} "
+                             f"mapping the utterances to their sample ids")
     tasks = [(ref, track, lang) for ref in refs for track, lang in mcif.tasks_in(ref)]
     tracks = sorted({track for _, track, _ in tasks})
     if len(tracks) > 1:
