@@ -9,9 +9,10 @@ per layer, and training keeps it for the backward pass.
 The distances are clamped (to [-64, 8] in w2v-BERT 2.0), so only ``left + right + 1`` embeddings exist:
 ``q · Eᵀ`` is a (B, H, T, 73) tensor, and a gather along its last axis gives every score's position term. That
 term plus the padding mask is the additive bias of ``torch.nn.functional.scaled_dot_product_attention``. Query
-rows are independent, so the attention runs over blocks of rows: no (B, H, T, T) tensor is ever whole, and when
-gradients are needed each block is recomputed in the backward pass (activation checkpointing of the attention
-core only), so nothing of size T² is kept between forward and backward.
+rows are independent, so the attention runs over blocks of rows: no (B, H, T, T) tensor is ever whole, and the
+backward pass recomputes each block's probabilities from q, k and ``q · Eᵀ`` (``_RelativeKeyAttention``; with
+attention dropout, activation checkpointing of each block instead), so nothing of size T² is kept between
+forward and backward.
 
 ``use_efficient_attention(model)`` swaps the module in a built ``Wav2Vec2BertModel`` (``W2VBertEncoder`` does it
 unless ``encoder_conf.attention: hf``). The new module holds the HF module's own sub-modules, so parameters,
