@@ -69,6 +69,10 @@ class W2VBertEncoder(nn.Module):
     global RNG, as in HF). At 50 Hz everything equals HF's own masking, except that a batch whose every item is
     shorter than the span gets no mask instead of HF's ValueError — what HF itself does to such items in a longer
     batch.
+
+    ``attention: efficient`` (default) computes the relative-position self-attention without HF's (T, T, head_dim)
+    table (``model/w2v_bert_attention.py``: same outputs and parameters, far less memory on long inputs);
+    ``attention: hf`` keeps HF's own module.
     """
 
     def __init__(
@@ -78,12 +82,19 @@ class W2VBertEncoder(nn.Module):
         gradient_checkpointing: bool = False,
         torch_dtype: Optional[str] = None,
         random_init: bool = False,
+        attention: str = "efficient",
     ):
         super().__init__()
         from transformers import Wav2Vec2BertModel
 
+        from espnet_speechlm_plugin.model.w2v_bert_attention import ATTENTION_CHOICES, use_efficient_attention
+
+        if attention not in ATTENTION_CHOICES:
+            raise ValueError(f"encoder_conf.attention must be one of {ATTENTION_CHOICES}, not {attention!r}")
         self.model = load_or_init(Wav2Vec2BertModel, name_or_path, "speech encoder", random_init, torch_dtype,
                                   **(config_overrides or {}))
+        if attention == "efficient":
+            use_efficient_attention(self.model)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.input_rate = FRAME_RATE
