@@ -5,7 +5,7 @@ import torch
 from conftest import task_args
 from test_model import make_batch
 
-from espnet_speechlm_plugin.model.generate import (GenerateConfig, _encode, _looping, _preallocated_cache,
+from espnet_speechlm_plugin.model.generate import (GenerateConfig, _looping, _preallocated_cache, encode_audio,
                                                    beam_generate, generate, greedy_generate)
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
@@ -98,7 +98,7 @@ def test_batched_fast_paths_change_nothing(tiny_init):
     inputs = (batch["speech"], batch["speech_lengths"], batch["prompt"], batch["prompt_lengths"])
     with torch.no_grad():
         whole, n_whole = model.encode_speech(batch["speech"], batch["speech_lengths"])
-        chunked, n_chunked = _encode(model, batch["speech"], batch["speech_lengths"], chunk=3)
+        chunked, n_chunked = encode_audio(model, batch["speech"], batch["speech_lengths"], chunk=3)
     assert n_chunked.tolist() == n_whole.tolist()
     for i, n in enumerate(n_whole.tolist()):
         torch.testing.assert_close(chunked[i, :n], whole[i, :n], atol=1e-4, rtol=1e-4)

@@ -124,13 +124,13 @@ def test_long_audio_cut_in_pauses_decoded_and_stitched_in_order(model):
 def test_pieces_come_back_in_time_order_across_batches(model, monkeypatch):
     """Pieces are decoded longest first in batches; each text must return to its own piece. The decoder is
     replaced by one that answers with the piece's frame count, so every piece has a different, known text."""
-    import espnet_speechlm_plugin.model.generate as generate
+    import espnet_speechlm_plugin.decoding as decoding
     from espnet_speechlm_plugin.features.fbank import num_output_frames
 
     def frames_as_text(model_, speech, speech_lengths, *args):
         return [model.tokenizer(f"frames{int(n)}", add_special_tokens=False)["input_ids"] for n in speech_lengths]
 
-    monkeypatch.setattr(generate, "greedy_generate", frames_as_text)
+    monkeypatch.setattr(decoding, "generate", frames_as_text)
     monkeypatch.setattr(model, "batch_size", 2)
     wave, _ = long_recording()
     segs = plan_segments(wave, 16000, model.segment)
