@@ -15,18 +15,20 @@ Beam search (``GenerateConfig.beam_size > 1``) runs K rows per item through the 
 finished hypotheses are ranked by sum(log p) / length ** length_penalty, and an item stops once it has K of them
 and no live beam could outrank the K-th. With ``beam_size 1`` it returns what greedy returns.
 
-Speed (``bench/run.py --only P4``): a batched step costs little more than a single one only if it does the same
-kind of work. On the bench's tiny model (CPU, one thread) a batch-16 step took 9.4 ms against 0.9 ms for one
+Speed (``bench/run.py --only P4 P8``: batched against one at a time, and against HF ``generate(inputs_embeds=…)``
+on the same model): a batched step costs little more than a single one only if it does the same kind of work. On the bench's tiny model (CPU, one thread) a batch-16 step took 9.4 ms against 0.9 ms for one
 utterance; it takes ~1.7 ms now. What cost, and what we do instead:
 
 - the decoding mask: handed a 2-D padding mask, transformers rebuilds a (B, 1, 1, K) mask with ``torch.vmap`` on
-  every step; we build it once per batch (``_Prefill.step_mask``) and slice it, and pass none without pads;
+  every step; we build it once per batch (``_Prefill.step_mask``, additive: torch's CPU sdpa would convert a
+  boolean one on every call) and slice it, and pass none without pads;
 - grouped-query attention under a mask: transformers' sdpa copies K/V to every query head whenever a mask is
   given (the whole cache, every layer, every step); ``_decoding_attention`` runs torch's sdpa with ``enable_gqa``
   instead, the path transformers already takes without a mask (a single utterance), same numbers;
 - the KV cache: transformers' ``DynamicCache`` concatenates, i.e. copies the whole cache of every layer at every
   step (B times more bytes in a batch); ``_PreallocatedLayer`` writes each step into a buffer sized for the run;
-- finished rows: a row that ends (<eos>, budget, repetition guard) leaves the batch and its cache at once;
+- finished rows: a row that ends (<eos>, budget, repetition guard) leaves the batch and its cache at once (HF's
+  ``generate`` keeps computing a finished row, padded, until the whole batch is done);
 - the audio encoder: its (B, heads, T, T) attention tensors of a whole batch fall out of the CPU cache, so it runs
   on at most ``GenerateConfig.encoder_batch_size`` items at a time, each chunk cut to its own longest input.
 """
@@ -158,8 +160,9 @@ class _Prefill(NamedTuple):
     out: object  # decoder output: last_hidden_state (B, M, H_lm), past_key_values
     last: torch.Tensor  # (B, H_lm) hidden state at each row's last prefix position: it predicts the first token
     # mask over all keys a step can see, sliced per step to [..., : M + step + 1]: prefix validity, then ones for
-    # generated tokens; (B, 1, 1, M + max budget) bool for _sdpa_gqa, (B, M + max budget) long for other
-    # attention implementations, None when no row has a pad (the cheapest path, as for a single utterance)
+    # generated tokens; (B, 1, 1, M + max budget) additive (0 or the dtype's min) for _sdpa_gqa,
+    # (B, M + max budget) long for other attention implementations, None when no row has a pad (the cheapest path,
+    # as for a single utterance)
     step_mask: Optional[torch.Tensor]
     prefix_lengths: torch.Tensor  # (B,) real prefix length = position of the first generated token
     budget: torch.Tensor  # (B,) max new tokens per item
@@ -187,7 +190,11 @@ def _prefill(model: SpeechLM, audio, audio_lengths, prompt, prompt_lengths, budg
     if not bool(valid.all()):
         # one mask for the whole run, sliced per step (no per-step concatenation or mask building)
         step_mask = torch.cat([valid, valid.new_ones(b, int(budget.max()))], dim=1)  # (B, M + max budget)
-        step_mask = step_mask[:, None, None, :] if mask_4d else step_mask.long()
+        if mask_4d:  # additive: torch's CPU sdpa turns a boolean mask into this on every call (same numbers)
+            step_mask = torch.zeros(step_mask.shape, dtype=embeds.dtype, device=dev).masked_fill_(
+                ~step_mask, torch.finfo(embeds.dtype).min)[:, None, None, :]
+        else:
+            step_mask = step_mask.long()
     return _Prefill(out, last, step_mask, m, budget, big_m)
 
 
