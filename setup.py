@@ -21,7 +21,7 @@ install_requires = [
     "jiwer>=4.0,<5",
     "sacrebleu>=2.4,<3",
     "bert-score>=0.3.13,<0.4",
-    "whisper-normalizer>=0.1.15,<0.2",
+    "whisper-normalizer==0.1.15",  # scoring/normalizer.py checks this release's tables against 0.0.10
     "unbabel-comet>=2.2.4,<3",
     "matplotlib<3.9",  # ESPnet's loss plots; newer matplotlib pulls numpy 2
     "espeakng-loader>=0.2.4,<0.3",  # libespeak-ng + data for the synthesised demo corpus

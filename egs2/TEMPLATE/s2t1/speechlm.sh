@@ -10,7 +10,8 @@
 #   3 stage-1 alignment (frozen enc + LM) → exp/<tag>_stage1/  (validates on stage 1's valid set)
 #   4 stage-2 instruction SFT             → exp/<tag>_stage2/  (validates on stage 2's valid set)
 #   5 decode every test set               → exp/<tag>_stage2/decode_<model>/<set>/text
-#   6 score                               → exp/<tag>_stage2/RESULTS.md, results.json
+#   6 score                               → exp/<tag>_stage2/RESULTS.md, results.json, mcif/<set>.xml (the outputs
+#     as an MCIF output file; scored with the official MCIF evaluation too when dump/<set>/mcif_ref names references)
 #   7 pack (ESPnet model-zoo zip)         → exp/<tag>_stage2/packed/model.zip
 #   8 upload to the HF hub (only with --skip_upload false; --dry_run true writes the repo folder)
 set -euo pipefail
@@ -262,6 +263,11 @@ fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: scoring → ${exp2}/RESULTS.md"
+    for dset in ${test_sets}; do
+        if [ -f "dump/${dset}/mcif_ref" ]; then
+            log "Stage 6: ${dset} came from MCIF references: ${exp2}/mcif/${dset}.xml is scored officially too"
+        fi
+    done
     # shellcheck disable=SC2086
     ${python} -m espnet_speechlm_plugin.bin.score --decode_dir "${decode_dir}" --ref_dir dump \
         --test_sets "${test_sets}" --out_dir "${exp2}" --model_tag "${tag}" --config "${exp2}/config.yaml" ${score_args}
