@@ -55,23 +55,27 @@ class Request:
 def add_decode_arguments(parser: argparse.ArgumentParser, batch_size: int = 16) -> argparse.ArgumentParser:
     """The decoding options shared by ``bin/decode``, ``bin/diagnose`` and ``bin/speechlm_inference``."""
     d = GenerateConfig
-    g = parser.add_argument_group("decoding")
-    g.add_argument("--batch_size", type=int, default=batch_size, help="utterances (requests) decoded together")
-    g.add_argument("--beam_size", type=int, default=d.beam_size,
-                   help="1 = greedy (default); K > 1 = beam search with K beams per utterance (~K times the compute)")
-    g.add_argument("--length_penalty", type=float, default=d.length_penalty,
-                   help="beam search ranks finished hypotheses by sum(log p) / length ** this (0 = raw sum)")
-    g.add_argument("--max_new_tokens", type=int, default=d.max_new_tokens, help="length budget cap per utterance")
-    g.add_argument("--min_new_tokens", type=int, default=d.min_new_tokens,
-                   help="length budget = min(max_new_tokens, min_new_tokens + tokens_per_second x audio seconds)")
-    g.add_argument("--tokens_per_second", type=float, default=d.tokens_per_second, help="see --min_new_tokens")
-    g.add_argument("--repeat_ngram", type=int, default=d.repeat_ngram,
-                   help="repetition guard: stop an output whose last n-gram (n <= this) repeats --repeat_times times")
-    g.add_argument("--repeat_times", type=int, default=d.repeat_times, help="see --repeat_ngram")
-    g.add_argument("--encoder_batch_size", type=int, default=d.encoder_batch_size,
-                   help="audio items encoded per call (CPU: small chunks stay in cache; 0 = the whole batch, for GPUs)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    g.add_argument("--nthreads", type=int, default=1, help="torch CPU threads (1 is robust on shared machines)")
+    group = parser.add_argument_group("decoding (defaults in brackets)")
+
+    def add(name, help, **kwargs):
+        group.add_argument(name, help=help + " [%(default)s]", **kwargs)
+
+    add("--batch_size", type=int, default=batch_size, help="utterances (requests) decoded together")
+    add("--beam_size", type=int, default=d.beam_size,
+        help="1 = greedy; K > 1 = beam search with K beams per utterance (~K times the compute)")
+    add("--length_penalty", type=float, default=d.length_penalty,
+        help="beam search ranks finished hypotheses by sum(log p) / length ** this (0 = raw sum)")
+    add("--max_new_tokens", type=int, default=d.max_new_tokens, help="length budget cap per utterance")
+    add("--min_new_tokens", type=int, default=d.min_new_tokens,
+        help="length budget = min(max_new_tokens, min_new_tokens + tokens_per_second x audio seconds)")
+    add("--tokens_per_second", type=float, default=d.tokens_per_second, help="see --min_new_tokens")
+    add("--repeat_ngram", type=int, default=d.repeat_ngram,
+        help="repetition guard: stop an output whose last n-gram (n <= this) repeats --repeat_times times")
+    add("--repeat_times", type=int, default=d.repeat_times, help="see --repeat_ngram")
+    add("--encoder_batch_size", type=int, default=d.encoder_batch_size,
+        help="audio items encoded per call (CPU: small chunks stay in cache; 0 = the whole batch, for GPUs)")
+    add("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add("--nthreads", type=int, default=1, help="torch CPU threads (1 is robust on shared machines)")
     return parser
 
 
