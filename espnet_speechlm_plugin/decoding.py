@@ -24,6 +24,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from espnet_speechlm_plugin.data.shards import DEFAULT_BATCH_SIZE, decode_batches, read_lengths
 from espnet_speechlm_plugin.model.generate import GenerateConfig, encode_audio, generate, generate_from_audio, \
     length_budget
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
@@ -52,7 +53,8 @@ class Request:
 
 
 # ---- the decoding options every entry point takes ---------------------------------------------------------------
-def add_decode_arguments(parser: argparse.ArgumentParser, batch_size: int = 16) -> argparse.ArgumentParser:
+def add_decode_arguments(parser: argparse.ArgumentParser,
+                         batch_size: int = DEFAULT_BATCH_SIZE) -> argparse.ArgumentParser:
     """The decoding options shared by ``bin/decode``, ``bin/diagnose`` and ``bin/speechlm_inference``."""
     d = GenerateConfig
     group = parser.add_argument_group("decoding (defaults in brackets)")
@@ -95,7 +97,7 @@ class BatchDecoder:
     """A SpeechLM with its config's tokenizer, preprocess and collate (those of training) and decoding options."""
 
     def __init__(self, model, train_args: argparse.Namespace, config: GenerateConfig = GenerateConfig(),
-                 batch_size: int = 16, device: str = "cpu"):
+                 batch_size: int = DEFAULT_BATCH_SIZE, device: str = "cpu"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.train_args, self.config = model.to(device).eval(), train_args, config
@@ -120,19 +122,19 @@ class BatchDecoder:
 
     def decode_ids(self, requests: Iterable[Request], progress: bool = False,
                    desc: str = "decoding") -> Dict[str, List[int]]:
-        """{request key: token ids without <eos>}, decoding longest first in batches of ``batch_size``."""
+        """{request key: token ids without <eos>}, decoding longest first in batches of ``batch_size`` (the batches
+        of ``data.shards.decode_batches``, which sharded decoding splits by)."""
         from tqdm import tqdm
 
-        requests = list(requests)
-        keys = [r.key for r in requests]
-        if len(set(keys)) != len(keys):
-            dup = next(k for k in keys if keys.count(k) > 1)
-            raise ValueError(f"request key '{dup}' is given more than once")
-        order = sorted(requests, key=lambda r: -r.length())  # stable: equal lengths keep their order
+        by_key: Dict[str, Request] = {}
+        for r in requests:
+            if r.key in by_key:
+                raise ValueError(f"request key '{r.key}' is given more than once")
+            by_key[r.key] = r
+        batches = decode_batches(list(by_key), {k: r.length() for k, r in by_key.items()}, self.batch_size)
         out: Dict[str, List[int]] = {}
-        for start in tqdm(range(0, len(order), self.batch_size), desc=desc, unit="batch", disable=not progress):
-            batch = order[start: start + self.batch_size]
-            out.update(zip([r.key for r in batch], self._decode_batch(batch)))
+        for keys in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+            out.update(zip(keys, self._decode_batch([by_key[k] for k in keys])))
         return out
 
     def _decode_batch(self, batch: List[Request]) -> List[List[int]]:
@@ -166,9 +168,11 @@ class BatchDecoder:
 
 
 # ---- a data dir as requests -------------------------------------------------------------------------------------
-def data_dir_requests(data_dir: Union[str, Path], prompt_override: Optional[str] = None) -> List[Request]:
-    """One request per line of ``data_dir/prompt`` (``utt lang task [question]``), features read lazily from
-    ``feats.scp``, lengths from ``speech_shape`` when there is one; ``prompt_override`` replaces every prompt."""
+def data_dir_requests(data_dir: Union[str, Path], prompt_override: Optional[str] = None,
+                      keys: Optional[Sequence[str]] = None) -> List[Request]:
+    """One request per line of ``data_dir/prompt`` (``utt lang task [question]``; only the utterances ``keys``
+    names, when given), features read lazily from ``feats.scp``, lengths from ``speech_shape`` when there is one;
+    ``prompt_override`` replaces every prompt."""
     import kaldiio
 
     from espnet_speechlm_plugin.data.kaldi import read_kaldi_text
@@ -176,16 +180,20 @@ def data_dir_requests(data_dir: Union[str, Path], prompt_override: Optional[str]
     data_dir = Path(data_dir)
     feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
     prompts = read_kaldi_text(data_dir / "prompt")
+    if keys is not None:  # one job of sharded decoding: these utterances, in the prompt file's order
+        unknown = sorted(set(keys) - set(prompts))
+        if unknown:
+            raise ValueError(f"the key file names {len(unknown)} utterances that {data_dir}/prompt does not have, "
+                             f"e.g. '{unknown[0]}'")
+        wanted = set(keys)
+        prompts = {u: p for u, p in prompts.items() if u in wanted}
     missing = sorted(set(prompts) - set(feats.keys()))
     if missing:
         raise ValueError(f"{data_dir}/feats.scp has no features for {len(missing)} utterances of prompt, "
                          f"e.g. '{missing[0]}': rerun the feature stage")
-    lengths = {}
-    shape = data_dir / "speech_shape"
-    if shape.exists():
-        lengths = {u: int(v.split(",")[0]) for u, v in read_kaldi_text(shape).items()}
-    else:
-        logging.info(f"{shape} not found: decoding in the order of {data_dir / 'prompt'} (not sorted by length)")
+    lengths = read_lengths(data_dir)
+    if not lengths:
+        logging.info(f"{data_dir}/speech_shape not found: decoding in the order of {data_dir / 'prompt'}")
 
     def loader(utt: str) -> Callable[[], np.ndarray]:
         return lambda: feats[utt]
