@@ -38,7 +38,8 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 TARGETS = {"P1": "report: minutes per 1,000 h on one core (vs HF's extractor)",
            "P2": "<= 5 %", "P3": "<= 1.10x", "P4": ">= 5x, identical", "P5": "<= 15 min",
            "P6": "tokens/s, MFU, peak memory (CUDA)",
-           "P7": "layer 30 s fwd+bwd: >= 3x less memory, not slower; 90 s: the same, or only ours fits"}
+           "P7": "layer 30 s fwd+bwd: >= 3x less memory, not slower; 90 s: the same, or only ours fits",
+           "P8": ">= 1.5x HF generate, identical"}
 
 
 def best_of(fn, repeats):
@@ -308,52 +309,141 @@ def bench_p3(repeats):
 
 
 # ----------------------------------------------------------------------------------------------------- P4 decoding
-def bench_p4(repeats, num=48):
-    from espnet_speechlm_plugin.model.generate import GenerateConfig, _encode, greedy_generate
+def decoding_setup(tmp, num=48):
+    """The decoding benchmarks' model and requests: a random tiny SpeechLM of the demo's width (w2v-BERT + Qwen2,
+    hidden 128), ``num`` inputs of 2-8 s of random features with the four kinds of prompt."""
+    from espnet_speechlm_plugin.decoding import Request
     from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
+    init = tiny_init_dir(tmp, hidden=128)  # the demo's decoder width
+    args = tiny_args(init)
+    torch.manual_seed(0)
+    model = SpeechLMTask.build_model(args).eval()
+    rng = np.random.default_rng(0)
+    prompts = ["en transcribe", "de translate", "it translate", "en answer what colour is the cat"]
+    requests = [Request(f"u{i:03d}", prompts[i % 4],
+                        [rng.standard_normal((int(rng.uniform(2, 8) * 50), 160)).astype(np.float32)])
+                for i in range(num)]
+    return model, args, requests
+
+
+def bench_p4(repeats, num=48):
+    """Batched decoding (16 at a time) against one utterance at a time, both through the inference core."""
+    from espnet_speechlm_plugin.decoding import BatchDecoder
+    from espnet_speechlm_plugin.model.generate import GenerateConfig, encode_audio
+
     with tempfile.TemporaryDirectory() as tmp:
-        init = tiny_init_dir(tmp, hidden=128)  # the demo's decoder width
-        args = tiny_args(init)
-        torch.manual_seed(0)
-        model = SpeechLMTask.build_model(args).eval()
-        pre = SpeechLMTask.build_preprocess_fn(args, train=False)
-        collate = SpeechLMTask.build_collate_fn(args, train=False)
-        rng = np.random.default_rng(0)
-        prompts = ["en transcribe", "de translate", "it translate", "en answer what colour is the cat"]
-        items = [(f"u{i}", pre(f"u{i}", {"speech": rng.standard_normal((int(rng.uniform(2, 8) * 50), 160))
-                                        .astype(np.float32), "prompt": prompts[i % 4]})) for i in range(num)]
-        items.sort(key=lambda it: -len(it[1]["speech"]))  # as bin/decode.py orders them
+        model, args, requests = decoding_setup(tmp, num)
         # An untrained model rarely says <eos>: every utterance runs to the recipe's length budget (16 + 15 tokens
         # per second of audio); the repetition guard is off so that both sides do the same number of steps.
-        # Both sides run the same function with the same (default) config, warm, on the same length-sorted list.
+        # Both sides run the same code with the same (default) config, warm, on the same requests.
         cfg = GenerateConfig(repeat_times=10**6)
+        decoders = {bs: BatchDecoder(model, args, cfg, bs) for bs in (1, 16)}
+        order = sorted(requests, key=lambda r: -r.length())
 
-        def decode(batch_size, encode_only=False):
-            hyps = []
+        def encode_only(batch_size):  # the audio encoder as the core runs it (in chunks of cfg.encoder_batch_size)
+            collate = decoders[1].collate
             for s in range(0, num, batch_size):
-                _, batch = collate(items[s: s + batch_size])
-                if encode_only:  # the audio encoder as generate runs it (in chunks of cfg.encoder_batch_size)
-                    with torch.no_grad():
-                        _encode(model, batch["speech"], batch["speech_lengths"], cfg.encoder_batch_size)
-                    continue
-                hyps += greedy_generate(model, batch["speech"], batch["speech_lengths"], batch["prompt"],
-                                        batch["prompt_lengths"], cfg)
-            return hyps
+                _, batch = collate([(r.key, {"speech": r.pieces[0]}) for r in order[s: s + batch_size]])
+                with torch.no_grad():
+                    encode_audio(model, batch["speech"], batch["speech_lengths"], cfg.encoder_batch_size)
 
-        one, sixteen = decode(1), decode(16)
+        one, sixteen = decoders[1].decode_ids(requests), decoders[16].decode_ids(requests)
         times = {}
         for _ in range(repeats):  # interleaved
-            for key, bs, enc in [("batch1", 1, False), ("batch16", 16, False), ("encode1", 1, True),
-                                 ("encode16", 16, True)]:
-                times[key] = min(times.get(key, float("inf")), best_of(lambda: decode(bs, enc), 1))
+            for key, fn in [("batch1", lambda: decoders[1].decode_ids(requests)),
+                            ("batch16", lambda: decoders[16].decode_ids(requests)),
+                            ("encode1", lambda: encode_only(1)), ("encode16", lambda: encode_only(16))]:
+                times[key] = min(times.get(key, float("inf")), best_of(fn, 1))
     return {"ratio": times["batch1"] / times["batch16"], "identical": one == sixteen, "utts": num,
             "utt_per_s": {"batch1": num / times["batch1"], "batch16": num / times["batch16"]},
             # the audio encoder does the same work batched or not on one CPU thread (Amdahl's share)
             "decoder_only_ratio": (times["batch1"] - times["encode1"]) / (times["batch16"] - times["encode16"]),
             "encoder_share_batch16": times["encode16"] / times["batch16"],
-            "tokens_generated": sum(len(h) for h in sixteen), "encoder_batch_size": cfg.encoder_batch_size,
+            "tokens_generated": sum(len(h) for h in sixteen.values()), "encoder_batch_size": cfg.encoder_batch_size,
             "model": "random tiny (w2v-BERT + Qwen2 hidden 128, the demo's width), 2-8 s inputs, recipe budget"}
+
+
+# ----------------------------------------------------------------------------------------------------- P8 vs HF
+def hf_generate_decode(model, args, requests, config, batch_size, num_beams):
+    """What a user of HF would write: the same batches (longest first), prompts and audio encoder, then
+    ``generate(inputs_embeds=…)`` of the LM on the left-padded prefixes (HF's convention for batched decoder-only
+    generation; its positions are counted from each row's first real column, as ours are). {key: token ids}."""
+    from espnet_speechlm_plugin.model.generate import encode_audio, length_budget
+    from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
+
+    pre = SpeechLMTask.build_preprocess_fn(args, train=False)
+    collate = SpeechLMTask.build_collate_fn(args, train=False)
+    order = sorted(requests, key=lambda r: -r.length())
+    lm, out = model.decoder.lm, {}
+    for s in range(0, len(order), batch_size):
+        batch = order[s: s + batch_size]
+        _, p = collate([(r.key, pre(r.key, {"prompt": r.prompt})) for r in batch])
+        _, sp = collate([(r.key, {"speech": r.pieces[0]}) for r in batch])
+        with torch.no_grad():
+            audio, audio_lengths = encode_audio(model, sp["speech"], sp["speech_lengths"], config.encoder_batch_size)
+            embeds, _, _, _, m = model.assemble(audio, audio_lengths, p["prompt"], p["prompt_lengths"])
+            width = embeds.size(1)
+            src = torch.arange(width)[None, :] - (width - m)[:, None]  # (B, M) column of the right-padded row
+            mask = src >= 0
+            left = embeds.gather(1, src.clamp(min=0)[..., None].expand_as(embeds)) * mask[..., None]
+            budget = int(length_budget(config, sp["speech_lengths"]).max())
+            ids = lm.generate(inputs_embeds=left, attention_mask=mask.long(), max_new_tokens=budget, do_sample=False,
+                              num_beams=num_beams, length_penalty=config.length_penalty, use_cache=True,
+                              eos_token_id=model.eos_id, pad_token_id=model.pad_id)
+        for r, row in zip(batch, ids.tolist()):
+            out[r.key] = row[: row.index(model.eos_id)] if model.eos_id in row else row
+    return out
+
+
+def bench_p8(repeats, num=48, budget=64, beam=4):
+    """The inference core against HF ``generate(inputs_embeds=…)`` on the same model, batches, prompts and audio
+    encoder: greedy throughput and identical outputs, then beam search timing."""
+    from espnet_speechlm_plugin.decoding import BatchDecoder
+    from espnet_speechlm_plugin.model.generate import GenerateConfig, encode_audio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, args, requests = decoding_setup(tmp, num)
+        # A fixed budget (HF's max_new_tokens is one number per batch) and no repetition guard (HF has none): both
+        # sides produce the same number of tokens unless the model says <eos>, which both obey.
+        cfg = GenerateConfig(max_new_tokens=budget, min_new_tokens=budget, tokens_per_second=0.0,
+                             repeat_times=10**6)
+        beam_cfg = GenerateConfig(max_new_tokens=budget, min_new_tokens=budget, tokens_per_second=0.0,
+                                  repeat_times=10**6, beam_size=beam, length_penalty=1.0)
+        ours, ours_beam = BatchDecoder(model, args, cfg, 16), BatchDecoder(model, args, beam_cfg, 16)
+        order = sorted(requests, key=lambda r: -r.length())
+
+        def encode_only():  # the audio encoder's part, the same on both sides
+            for s in range(0, num, 16):
+                _, batch = ours.collate([(r.key, {"speech": r.pieces[0]}) for r in order[s: s + 16]])
+                with torch.no_grad():
+                    encode_audio(model, batch["speech"], batch["speech_lengths"], cfg.encoder_batch_size)
+
+        runs = {"ours": lambda: ours.decode_ids(requests), "encode": encode_only,
+                "hf": lambda: hf_generate_decode(model, args, requests, cfg, 16, 1),
+                "ours_beam": lambda: ours_beam.decode_ids(requests),
+                "hf_beam": lambda: hf_generate_decode(model, args, requests, beam_cfg, 16, beam)}
+        outputs = {k: fn() for k, fn in runs.items()}  # also the warm-up
+        times = {}
+        for i in range(repeats):  # interleaved; beam search (4 rows per utterance) only every other round
+            for key, fn in runs.items():
+                if "beam" not in key or i % 2 == 0:
+                    times[key] = min(times.get(key, float("inf")), best_of(fn, 1))
+    same = [k for k in outputs["ours"] if outputs["ours"][k] == outputs["hf"][k]]
+    same_beam = [k for k in outputs["ours_beam"] if outputs["ours_beam"][k] == outputs["hf_beam"][k]]
+    return {"ratio_vs_hf_generate": times["hf"] / times["ours"], "identical": len(same) == num,
+            "identical_utts": len(same), "utts": num,
+            "decoder_only_ratio": (times["hf"] - times["encode"]) / (times["ours"] - times["encode"]),
+            "encoder_share": times["encode"] / times["ours"],
+            "utt_per_s": {k: num / v for k, v in times.items() if k != "encode"},
+            "tokens_generated": sum(len(h) for h in outputs["ours"].values()),
+            "beam": {"beam_size": beam, "ratio_vs_hf_generate": times["hf_beam"] / times["ours_beam"],
+                     "identical_utts": len(same_beam), "seconds": {"ours": times["ours_beam"],
+                                                                   "hf": times["hf_beam"]},
+                     "ours_vs_own_greedy": times["ours_beam"] / times["ours"]},
+            "seconds": {"ours": times["ours"], "hf": times["hf"]}, "batch_size": 16,
+            "budget_tokens": budget, "encoder_batch_size": cfg.encoder_batch_size,
+            "model": "random tiny (w2v-BERT + Qwen2 hidden 128, the demo's width), 2-8 s inputs, encoder included"}
 
 
 # ----------------------------------------------------------------------------------------------------- P6 real size
@@ -749,6 +839,15 @@ def write_readme(results):
                                f"{p['P4']['utt_per_s']['batch16']:.1f} utt/s; decoder steps alone "
                                f"{p['P4']['decoder_only_ratio']:.1f}x), identical: {p['P4']['identical']}",
                          "yes" if p["P4"]["ratio"] >= 5 and p["P4"]["identical"] else "no"))
+    if "P8" in p:
+        q = p["P8"]
+        lines.append(row("P8", f"{q['ratio_vs_hf_generate']:.2f}x HF generate(inputs_embeds) greedy "
+                               f"({q['utt_per_s']['hf']:.1f} → {q['utt_per_s']['ours']:.1f} utt/s, encoder included; "
+                               f"decoding alone {q['decoder_only_ratio']:.1f}x), "
+                               f"identical: {q['identical']} ({q['identical_utts']}/{q['utts']}); beam "
+                               f"{q['beam']['beam_size']}: {q['beam']['ratio_vs_hf_generate']:.2f}x HF, same output "
+                               f"{q['beam']['identical_utts']}/{q['utts']}",
+                         "yes" if q["ratio_vs_hf_generate"] >= 1.5 and q["identical"] else "no"))
     if "P5" in p:
         lines.append(row("P5", f"{p['P5'].get('minutes', float('nan')):.1f} min", p["P5"].get("met", "")))
     if "P6" in p:
@@ -771,8 +870,9 @@ def write_readme(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", default=["P1", "P2", "P3", "P4", "P6", "RSS", "P7"],
-                        help="benchmarks to run (P1 P2 P3 P4 P6 RSS P7); entries of the others stay in results.json")
+    parser.add_argument("--only", nargs="+", default=["P1", "P2", "P3", "P4", "P6", "P8", "RSS", "P7"],
+                        help="benchmarks to run (P1 P2 P3 P4 P6 P8 RSS P7); entries of the others stay in "
+                             "results.json")
     parser.add_argument("--repeats", type=int, default=5, help="timings are the minimum over this many runs")
     parser.add_argument("--mini_utts", type=int, default=1500,
                         help="P2: mini_espeak train utterances synthesised for the duration distribution")
@@ -798,6 +898,7 @@ def main(argv=None):
     results["date"] = datetime.datetime.now().isoformat(timespec="seconds")
     runners = {"P1": lambda: bench_p1(a.repeats), "P2": lambda: bench_p2(a.mini_utts),
                "P3": lambda: bench_p3(a.repeats), "P4": lambda: bench_p4(a.repeats), "P6": bench_p6,
+               "P8": lambda: bench_p8(a.repeats),
                "RSS": lambda: bench_rss(a.with_0p5b)}
     runners["P7"] = lambda: bench_p7(a.p7_seconds, a.p7_encoder_seconds, a.p7_encoder_train_seconds)
     for key in a.only:
@@ -806,7 +907,7 @@ def main(argv=None):
         results[key]["bench_wall_s"] = time.perf_counter() - start
         summary = {k: v for k, v in results[key].items() if k in (
             "ratio", "max_abs_diff", "identical", "ratio_with_data_loading", "padding_fraction", "decoder_only_ratio",
-            "random_per_distribution", "skipped", "speed_ratio", "memory_ratio")}
+            "random_per_distribution", "skipped", "speed_ratio", "memory_ratio", "ratio_vs_hf_generate")}
         print(f"{key}: {json.dumps(summary)}", flush=True)
         tmp = a.out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -1,12 +1,14 @@
-"""Batched KV-cache greedy decoding: same as teacher-forced argmax, same alone or batched, both attention modes."""
+"""Batched KV-cache decoding: the prefill and every cached step give the training forward's logits, greedy equals
+teacher-forced argmax, same alone or batched, beam search, both attention modes."""
 
 import pytest
 import torch
 from conftest import task_args
 from test_model import make_batch
 
-from espnet_speechlm_plugin.model.generate import (GenerateConfig, _encode, _looping, _preallocated_cache,
-                                                   beam_generate, generate, greedy_generate)
+from espnet_speechlm_plugin.model.generate import (GenerateConfig, _decoding_attention, _looping,
+                                                   _preallocated_cache, _prefill, _step, beam_generate, encode_audio,
+                                                   generate, greedy_generate)
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
 
@@ -20,6 +22,33 @@ def overfit(args, batch, steps=80):
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_prefill_and_cached_steps_give_the_training_forward_logits(tiny_init, attention):
+    """Decoding packs its prefix with the training code (SpeechLM.assemble): in a padded batch, the prefill's logits
+    at every audio and prompt position, and those of each cached step fed the target tokens, equal the logits of the
+    training forward (SpeechLM.logits) on the same items."""
+    args = task_args(tiny_init, "--model_conf", f"audio_attention={attention}")
+    _, _, batch = make_batch(args)
+    model = overfit(args, batch, steps=3)  # trained a little: no parameter keeps its initial value
+    logits, _ = model.logits(**batch)  # (B, N, V), training's packing and mask
+    text, text_lengths = batch["text"], batch["text_lengths"]
+    with torch.no_grad(), _decoding_attention(model) as mask_4d:
+        audio, audio_lengths = encode_audio(model, batch["speech"], batch["speech_lengths"])
+        prefill = _prefill(model, audio, audio_lengths, batch["prompt"], batch["prompt_lengths"], text_lengths,
+                           mask_4d)
+        m = prefill.prefix_lengths
+        assert len(set(m.tolist())) > 1 and (prefill.step_mask is not None)  # a padded batch
+        out, steps = prefill.out, [model.decoder.head(prefill.last)]
+        for t in range(text.size(1) - 1):  # teacher forcing through the KV cache
+            out = _step(model, out, prefill.step_mask, prefill.width + t + 1, m + t, text[:, t])
+            steps.append(model.decoder.head(out.last_hidden_state[:, -1]))
+        prefix_logits = model.decoder.head(prefill.out.last_hidden_state)  # (B, M, V)
+    steps = torch.stack(steps, dim=1)  # (B, Y, V): row t predicts target token t
+    for i, (mi, yi) in enumerate(zip(m.tolist(), text_lengths.tolist())):
+        torch.testing.assert_close(prefix_logits[i, :mi], logits[i, :mi], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(steps[i, :yi], logits[i, mi - 1: mi - 1 + yi], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
@@ -98,7 +127,7 @@ def test_batched_fast_paths_change_nothing(tiny_init):
     inputs = (batch["speech"], batch["speech_lengths"], batch["prompt"], batch["prompt_lengths"])
     with torch.no_grad():
         whole, n_whole = model.encode_speech(batch["speech"], batch["speech_lengths"])
-        chunked, n_chunked = _encode(model, batch["speech"], batch["speech_lengths"], chunk=3)
+        chunked, n_chunked = encode_audio(model, batch["speech"], batch["speech_lengths"], chunk=3)
     assert n_chunked.tolist() == n_whole.tolist()
     for i, n in enumerate(n_whole.tolist()):
         torch.testing.assert_close(chunked[i, :n], whole[i, :n], atol=1e-4, rtol=1e-4)

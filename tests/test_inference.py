@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from conftest import UTTS
 
 from espnet_speechlm_plugin.features.segment import SegmentConfig, join_tokens, plan_segments, stitch
 
@@ -124,13 +125,13 @@ def test_long_audio_cut_in_pauses_decoded_and_stitched_in_order(model):
 def test_pieces_come_back_in_time_order_across_batches(model, monkeypatch):
     """Pieces are decoded longest first in batches; each text must return to its own piece. The decoder is
     replaced by one that answers with the piece's frame count, so every piece has a different, known text."""
-    import espnet_speechlm_plugin.model.generate as generate
+    import espnet_speechlm_plugin.decoding as decoding
     from espnet_speechlm_plugin.features.fbank import num_output_frames
 
     def frames_as_text(model_, speech, speech_lengths, *args):
         return [model.tokenizer(f"frames{int(n)}", add_special_tokens=False)["input_ids"] for n in speech_lengths]
 
-    monkeypatch.setattr(generate, "greedy_generate", frames_as_text)
+    monkeypatch.setattr(decoding, "generate", frames_as_text)
     monkeypatch.setattr(model, "batch_size", 2)
     wave, _ = long_recording()
     segs = plan_segments(wave, 16000, model.segment)
@@ -182,3 +183,71 @@ def test_package_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["SpeechLMInference", "True"]
+
+
+def test_a_question_is_asked_once_of_the_whole_recording(model, monkeypatch):
+    """answer on long audio: one prompt whose audio is every speech piece's embeddings joined in order (not one
+    answer per piece); it decodes the same alone or beside other inputs."""
+    import torch
+
+    import espnet_speechlm_plugin.decoding as decoding
+    from espnet_speechlm_plugin.features.fbank import compute_fbank_batch
+    from espnet_speechlm_plugin.model.generate import generate_from_audio, length_budget
+
+    question = "what colour is the cat"
+    wave, _ = long_recording()
+    segs = plan_segments(wave, 16000, model.segment)
+    assert len(segs) == len(SENTENCES) and all(s.has_speech for s in segs)
+    feats = compute_fbank_batch([wave[s.start: s.end] for s in segs])
+    with torch.no_grad():
+        pieces = [model.model.encode_speech(f[None], torch.tensor([len(f)]))[0][0] for f in feats]
+    joined = torch.cat(pieces)[None]  # (1, sum of the pieces' lengths, H_lm)
+    prompt = torch.from_numpy(model.decoder.preprocess("q", {"prompt": f"en answer {question}"})["prompt"])[None]
+    budget = length_budget(model.generate, torch.tensor([sum(len(f) for f in feats)]))
+    expected = model.decoder.text(generate_from_audio(model.model, joined, torch.tensor([joined.size(1)]), prompt,
+                                                      torch.tensor([prompt.size(1)]), budget, model.generate)[0])
+
+    asked = []
+    real = decoding.generate_from_audio
+
+    def spy(model_, audio, audio_lengths, prompt_, prompt_lengths, *rest):
+        asked.append(audio_lengths.tolist())
+        return real(model_, audio, audio_lengths, prompt_, prompt_lengths, *rest)
+
+    monkeypatch.setattr(decoding, "generate_from_audio", spy)
+    out = model(wave, sample_rate=16000, task="answer", lang="en", question=question)
+    assert asked == [[joined.size(1)]]  # one row: the question, asked once of all four pieces
+    assert out.text == expected
+    assert [(s.start, s.end, s.text) for s in out.segments] == [(0.0, out.duration, expected)]
+    short = model.decode([wave[: len(wave) // 5], wave], sample_rate=16000, task="answer", question=question)
+    assert short[1].text == expected and len(asked) == 2  # batched with a one-piece input, padded: same answer
+
+
+def test_beam_size_is_honoured_by_the_api_and_the_cli(tiny_exp, tmp_path, capsys):
+    """GenerateConfig(beam_size=...) and the CLI's --beam_size/--length_penalty decode exactly as stage 5 does with
+    the same options; on this model beam search changes outputs (it is not greedy in disguise)."""
+    from espnet_speechlm_plugin import SpeechLMInference
+    from espnet_speechlm_plugin.bin import decode, speechlm_inference
+    from espnet_speechlm_plugin.data.kaldi import read_kaldi_text
+    from espnet_speechlm_plugin.model.generate import GenerateConfig
+
+    root, dump, _, exp2 = tiny_exp
+    stage5 = {}
+    for name, opts in [("greedy", []), ("beam", ["--beam_size", "3", "--length_penalty", "0"])]:
+        decode.main(["--config", str(exp2 / "config.yaml"), "--model_file", str(exp2 / "valid.acc.best.pth"),
+                     "--data_dir", str(dump), "--out_dir", str(tmp_path / name), *opts])
+        stage5[name] = read_kaldi_text(tmp_path / name / "text")
+    assert stage5["beam"] != stage5["greedy"]
+    m = SpeechLMInference.from_pretrained(exp2, generate=GenerateConfig(beam_size=3, length_penalty=0.0))
+    for utt, _, prompt, _ in UTTS:
+        lang, task, *question = prompt.split(maxsplit=2)
+        assert m(root / f"{utt}.wav", task=task, lang=lang, question=(question or [None])[0]).text \
+            == stage5["beam"][utt]
+    wavs = [str(root / f"{u}.wav") for u, _, p, _ in UTTS if p.startswith("en transcribe")]
+    speechlm_inference.main(["--model", str(exp2), "--task", "transcribe", "--lang", "en", "--beam_size", "3",
+                             "--length_penalty", "0", *wavs])
+    printed = dict(line.split("\t", 1) for line in capsys.readouterr().out.splitlines())
+    assert printed == {w: stage5["beam"][Path(w).stem] for w in wavs}
+    with pytest.raises(SystemExit):
+        speechlm_inference.main(["--model", str(exp2), "--beam_size", "0", *wavs])
+    assert "--beam_size must be >= 1" in capsys.readouterr().err

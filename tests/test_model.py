@@ -223,7 +223,7 @@ def test_prompt_file_errors_name_file_and_line(tmp_path):
 
 def test_preprocess_prompt_layout_and_length_hint(tiny_init):
     args = task_args(tiny_init, "--length_hint_prob", "1.0")
-    tok = SpeechLMTask._tokenizer(args)
+    tok = SpeechLMTask.tokenizer(args)
     train = SpeechLMTask.build_preprocess_fn(args, train=True)
     infer = SpeechLMTask.build_preprocess_fn(args, train=False)
     data = {"speech": np.zeros((5, 160), np.float32), "prompt": "de answer what colour is the cat", "text": "rot"}

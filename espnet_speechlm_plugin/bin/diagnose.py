@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
 
-from tqdm import tqdm
-
-from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_lines, read_kaldi_text, write_atomic
+from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_text, write_atomic
 from espnet_speechlm_plugin.scoring import diagnostic
 from espnet_speechlm_plugin.scoring.diagnostic import DiagnosticError, Utterance
 
@@ -46,42 +42,24 @@ def load_utterances(data_dir: Path, n: int, seed: int, source_lang: Optional[str
     return utts
 
 
-def write_run_dir(data_dir: Path, run: diagnostic.Run, tmp: Path) -> Path:
-    """A data dir holding only the run's utterances (features by reference, the run's prompts)."""
-    tmp.mkdir(parents=True)
-    keep = run.prompts
-    for name in ("feats.scp", "speech_shape"):
-        src = data_dir / name
-        if src.is_file():
-            lines = [f"{u} {v}\n" for _, u, v in read_kaldi_lines(src) if u in keep]
-            (tmp / name).write_text("".join(lines), encoding="utf-8")
-    (tmp / "prompt").write_text("".join(f"{u} {p}\n" for u, p in keep.items()), encoding="utf-8")
-    return tmp
-
-
-def run_diagnostic(model, train_args, data_dir: Path, out_dir: Path, *, n: int, seed: int = 0,
-                   source_lang: Optional[str] = None, batch_size: int = 16, gen=None, device: str = "cpu",
-                   model_name: str = "") -> Path:
-    """Decode, label and write `<out_dir>/task_confusion.{json,md}`; returns the JSON path."""
-    from espnet_speechlm_plugin.bin.decode import decode_dir
-    from espnet_speechlm_plugin.model.generate import GenerateConfig
+def run_diagnostic(decoder, data_dir: Path, out_dir: Path, *, n: int, seed: int = 0,
+                   source_lang: Optional[str] = None, model_name: str = "") -> Path:
+    """Decode every prompt of the plan with ``decoder`` (a ``decoding.BatchDecoder``: the model and the decoding
+    options of stage 5), label and write `<out_dir>/task_confusion.{json,md}`; returns the JSON path."""
+    from espnet_speechlm_plugin.decoding import Request, data_dir_requests
     from espnet_speechlm_plugin.scoring.report import render_diagnostic
 
-    gen = GenerateConfig() if gen is None else gen
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     utts = load_utterances(data_dir, n, seed, source_lang)
-    runs = diagnostic.plan_runs(utts, list(train_args.languages))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    tmp_root = Path(tempfile.mkdtemp(prefix=".diagnose_", dir=out_dir))
-    try:
-        for i, run in enumerate(tqdm(runs, desc=f"diagnose {data_dir.name}", unit="prompt")):
-            run_dir = write_run_dir(data_dir, run, tmp_root / str(i))
-            outputs.append(decode_dir(model, train_args, run_dir, batch_size, gen, prompt_override=run.override,
-                                      device=device))
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+    runs = diagnostic.plan_runs(utts, list(decoder.train_args.languages))
+    audio = {r.key: r for r in data_dir_requests(data_dir)}
+    # every (prompt, utterance) pair in one decoding pass: batches mix prompts, each item decodes as it would alone
+    requests = [Request(f"{i} {utt}", prompt, audio[utt].pieces, audio[utt].frames)
+                for i, run in enumerate(runs) for utt, prompt in run.prompts.items()]
+    hyps = decoder.decode(requests, progress=True, desc=f"diagnose {data_dir.name}")
+    outputs = [{utt: hyps[f"{i} {utt}"] for utt in run.prompts} for i, run in enumerate(runs)]
     records = diagnostic.label_outputs(utts, runs, outputs)
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / diagnostic.DIAGNOSTIC_FILE
     diagnostic.write_diagnostic(path, records, n_utts=len(utts), model=model_name, data_dir=str(data_dir))
     md = "\n".join(render_diagnostic(diagnostic.read_diagnostic(path), path))
@@ -89,7 +67,9 @@ def run_diagnostic(model, train_args, data_dir: Path, out_dir: Path, *, n: int, 
     return path
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    from espnet_speechlm_plugin.decoding import add_decode_arguments
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="config.yaml of the experiment")
     p.add_argument("--model_file", required=True, help="e.g. exp/stage2/valid.acc.best.pth")
@@ -100,30 +80,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the random subset")
     p.add_argument("--source_lang", default=None,
                    help="language of the audio where neither a transcribe prompt nor a transcript tells it")
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--max_new_tokens", type=int, default=None, help="default: decode.py's default")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--nthreads", type=int, default=1)
-    a = p.parse_args(argv)
+    return add_decode_arguments(p)  # exactly stage 5's decoding options (speechlm.sh passes its --decode_args)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if a.diagnose_n <= 0:
-        print("diagnose: error: --diagnose_n must be > 0", file=sys.stderr)
-        return 1
+    from espnet_speechlm_plugin.decoding import BatchDecoder, generate_config
 
-    import torch
-
-    from espnet_speechlm_plugin.model.generate import GenerateConfig
-    from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
-
-    torch.set_num_threads(a.nthreads)
-    gen = GenerateConfig() if a.max_new_tokens is None else GenerateConfig(max_new_tokens=a.max_new_tokens)
-    t0 = time.time()
     try:
+        if a.diagnose_n <= 0:
+            raise ValueError("--diagnose_n must be > 0")
+        generate_config(a)  # bad decoding options fail before the model is loaded
+        from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
+
+        t0 = time.time()
         model, train_args = SpeechLMTask.load_model(a.config, a.model_file, a.device)
-        path = run_diagnostic(model, train_args, a.data_dir, a.out_dir, n=a.diagnose_n, seed=a.seed,
-                              source_lang=a.source_lang, batch_size=a.batch_size, gen=gen, device=a.device,
-                              model_name=str(a.model_file))
-    except (DiagnosticError, KaldiFileError) as e:
+        path = run_diagnostic(BatchDecoder.from_args(model, train_args, a), a.data_dir, a.out_dir,
+                              n=a.diagnose_n, seed=a.seed, source_lang=a.source_lang, model_name=str(a.model_file))
+    except (ValueError, KaldiFileError) as e:  # DiagnosticError, a bad prompt line, missing features, bad options
         print(f"diagnose: error: {e}", file=sys.stderr)
         return 1
     print((a.out_dir / "task_confusion.md").read_text(encoding="utf-8"))

@@ -7,9 +7,10 @@
 
 ``--model``: a packed zip (stage 7), its unpacked folder, an experiment dir (config.yaml + .pth) or a hub repo
 (downloaded through espnet_model_zoo). Files may have any sample rate and channel count (resampled to 16 kHz mono;
-logged). Files longer than ``--max_seconds`` are cut in pauses, decoded piece by piece and stitched;
-``--segments FILE`` writes the pieces' times. Prints ``file<TAB>hypothesis`` per file, in the order given, or
-writes them to ``--out`` (atomically).
+logged). Files longer than ``--max_seconds`` are cut in pauses; transcriptions and translations are decoded piece by
+piece and stitched (``--segments FILE`` writes the pieces' times and texts), a question is asked once of all the
+pieces' audio joined. Prints ``file<TAB>hypothesis`` per file, in the order given, or writes them to ``--out``
+(atomically). Decoding options are stage 5's (``--beam_size 4 --length_penalty 1.0`` for beam search, etc.).
 """
 
 import argparse
@@ -20,7 +21,7 @@ from typing import List, Optional
 
 from espnet_speechlm_plugin.data.kaldi import write_atomic
 from espnet_speechlm_plugin.features.segment import SegmentConfig
-from espnet_speechlm_plugin.model.generate import GenerateConfig
+from espnet_speechlm_plugin.decoding import add_decode_arguments, generate_config
 from espnet_speechlm_plugin.model.prompt import TASKS
 
 
@@ -43,22 +44,23 @@ def get_parser() -> argparse.ArgumentParser:
                         "model's training utterances, else max_seconds / 6)")
     p.add_argument("--pad", type=float, default=SegmentConfig.pad,
                    help="seconds of silence kept around each piece's speech")
-    p.add_argument("--batch_size", type=int, default=8, help="pieces decoded together")
-    p.add_argument("--max_new_tokens", type=int, default=GenerateConfig.max_new_tokens)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--nthreads", type=int, default=1, help="torch threads (1 is robust on shared machines)")
     p.add_argument("--cachedir", default=None, help="where zips are unpacked and hub repos downloaded")
     p.add_argument("wavs", nargs="+", help="audio files (anything libsndfile reads)")
-    return p
+    return add_decode_arguments(p, batch_size=8)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    a = get_parser().parse_args(argv)
+    p = get_parser()
+    a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import torch
 
     from espnet_speechlm_plugin.zoo.inference import SpeechLMInference
 
+    try:
+        generate = generate_config(a)
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(a.nthreads)
     missing = [w for w in a.wavs if not Path(w).is_file()]
     if missing:
@@ -66,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     m = SpeechLMInference.from_pretrained(a.model, a.model_file, device=a.device, cachedir=a.cachedir,
                                           max_seconds=a.max_seconds, min_seconds=a.min_seconds, pad=a.pad,
                                           batch_size=a.batch_size,
-                                          generate=GenerateConfig(max_new_tokens=a.max_new_tokens))
+                                          generate=generate)
     try:
         m.prompt(a.task, a.lang, a.question)  # a bad --lang or a missing --question fails before any decoding
     except ValueError as e:

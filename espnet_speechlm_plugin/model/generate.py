@@ -1,28 +1,34 @@
 """Batched KV-cache decoding for SpeechLM, greedy or beam search (the authors' ``generate`` never ran the encoder).
 
-Where it sits: recipe stage 5 (``bin/decode.py``) calls :func:`generate` on ESPnet-collated batches.
+Where it sits: below the inference core (``espnet_speechlm_plugin/decoding.py``), which every decoding path uses
+(recipe stage 5 ``bin/decode.py``, the task-confusion diagnostic, ``SpeechLMInference`` and the benchmarks); it
+calls :func:`generate` on ESPnet-collated batches, or :func:`generate_from_audio` on audio embeddings it joined.
 
-Each item's prefix ``[A_i ; P_i]`` is LEFT-padded so that every row ends at the same column; then one token per
-step is appended for the whole batch, reusing the decoder's KV cache. Positions restart at 0 for every item, so
-an utterance decodes the same alone or in a batch (``tests/test_generate.py``). A sequence stops at <eos>, at its
-length budget (from its audio duration), or when the repetition guard sees it looping.
+The prefix ``[A_i ; P_i]`` of every item is packed by ``SpeechLM.assemble``, the code that packs training batches
+(pads at the end of each row), and run through the decoder once; then one token per step is appended for the whole
+batch after the widest prefix, reusing the decoder's KV cache, with each row's own positions and its pad columns
+masked. So the prefill's logits are the training forward's (``tests/test_generate.py`` checks it) and an utterance
+decodes the same alone or in a batch. A sequence stops at <eos>, at its length budget (from its audio duration),
+or when the repetition guard sees it looping.
 
 Beam search (``GenerateConfig.beam_size > 1``) runs K rows per item through the same cache, reordered every step;
 finished hypotheses are ranked by sum(log p) / length ** length_penalty, and an item stops once it has K of them
 and no live beam could outrank the K-th. With ``beam_size 1`` it returns what greedy returns.
 
-Speed (``bench/run.py --only P4``): a batched step costs little more than a single one only if it does the same
-kind of work. On the bench's tiny model (CPU, one thread) a batch-16 step took 9.4 ms against 0.9 ms for one
+Speed (``bench/run.py --only P4 P8``: batched against one at a time, and against HF ``generate(inputs_embeds=…)``
+on the same model): a batched step costs little more than a single one only if it does the same kind of work. On the bench's tiny model (CPU, one thread) a batch-16 step took 9.4 ms against 0.9 ms for one
 utterance; it takes ~1.7 ms now. What cost, and what we do instead:
 
 - the decoding mask: handed a 2-D padding mask, transformers rebuilds a (B, 1, 1, K) mask with ``torch.vmap`` on
-  every step; we build it once per batch (``_Prefill.step_mask``) and slice it, and pass none without pads;
+  every step; we build it once per batch (``_Prefill.step_mask``, additive: torch's CPU sdpa would convert a
+  boolean one on every call) and slice it, and pass none without pads;
 - grouped-query attention under a mask: transformers' sdpa copies K/V to every query head whenever a mask is
   given (the whole cache, every layer, every step); ``_decoding_attention`` runs torch's sdpa with ``enable_gqa``
   instead, the path transformers already takes without a mask (a single utterance), same numbers;
 - the KV cache: transformers' ``DynamicCache`` concatenates, i.e. copies the whole cache of every layer at every
   step (B times more bytes in a batch); ``_PreallocatedLayer`` writes each step into a buffer sized for the run;
-- finished rows: a row that ends (<eos>, budget, repetition guard) leaves the batch and its cache at once;
+- finished rows: a row that ends (<eos>, budget, repetition guard) leaves the batch and its cache at once (HF's
+  ``generate`` keeps computing a finished row, padded, until the whole batch is done);
 - the audio encoder: its (B, heads, T, T) attention tensors of a whole batch fall out of the CPU cache, so it runs
   on at most ``GenerateConfig.encoder_batch_size`` items at a time, each chunk cut to its own longest input.
 """
@@ -130,7 +136,7 @@ def _preallocated_cache(capacity: int):
     return cache
 
 
-def _encode(model: SpeechLM, speech, speech_lengths, chunk: int):
+def encode_audio(model: SpeechLM, speech, speech_lengths, chunk: int = 0):
     """``model.encode_speech`` on at most ``chunk`` items at a time (0: all), right-padded back into one batch."""
     if chunk <= 0 or speech.size(0) <= chunk:
         return model.encode_speech(speech, speech_lengths)
@@ -143,49 +149,53 @@ def _encode(model: SpeechLM, speech, speech_lengths, chunk: int):
     return audio, torch.cat([n for _, n in parts])  # (B, Ta, H_lm), (B,)
 
 
+def length_budget(config: GenerateConfig, speech_lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) max new tokens per item: ``min_new_tokens + tokens_per_second × audio seconds``, at most
+    ``max_new_tokens``; ``speech_lengths`` are input feature frames (all pieces of an item together)."""
+    seconds = speech_lengths.float() / config.frame_rate
+    return (config.min_new_tokens + config.tokens_per_second * seconds).long().clamp(max=config.max_new_tokens)
+
+
 class _Prefill(NamedTuple):
     out: object  # decoder output: last_hidden_state (B, M, H_lm), past_key_values
+    last: torch.Tensor  # (B, H_lm) hidden state at each row's last prefix position: it predicts the first token
     # mask over all keys a step can see, sliced per step to [..., : M + step + 1]: prefix validity, then ones for
-    # generated tokens; (B, 1, 1, M + max budget) bool for _sdpa_gqa, (B, M + max budget) long for other
-    # attention implementations, None when no row has a pad (the cheapest path, as for a single utterance)
+    # generated tokens; (B, 1, 1, M + max budget) additive (0 or the dtype's min) for _sdpa_gqa,
+    # (B, M + max budget) long for other attention implementations, None when no row has a pad (the cheapest path,
+    # as for a single utterance)
     step_mask: Optional[torch.Tensor]
     prefix_lengths: torch.Tensor  # (B,) real prefix length = position of the first generated token
     budget: torch.Tensor  # (B,) max new tokens per item
     width: int  # M, the padded prefix length
 
 
-def _prefill(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths, config: GenerateConfig,
+def _prefill(model: SpeechLM, audio, audio_lengths, prompt, prompt_lengths, budget: torch.Tensor,
              mask_4d: bool) -> _Prefill:
-    """Encode the audio and run the left-padded prefix ``[A_i ; P_i]`` through the decoder once."""
-    audio, a = _encode(model, speech, speech_lengths, config.encoder_batch_size)  # (B, Ta, H_lm), (B,)
-    b, dev = audio.size(0), audio.device
-    p = prompt_lengths.to(dev)
-    m = a + p  # prefix length per item
-    big_m = int(m.max())
-    col = torch.arange(big_m, device=dev)[None, :]  # (1, M)
-    start = (big_m - m)[:, None]  # first real column per row
-    rel = col - start  # position within the item, negative on left pads
-    in_audio = (rel >= 0) & (rel < a[:, None])  # (B, M)
-    in_prompt = (rel >= a[:, None]) & (rel < m[:, None])
-    valid = rel >= 0
-    prompt_ids = prompt.to(dev).gather(1, (rel - a[:, None]).clamp(0, prompt.size(1) - 1))  # (B, M)
-    ids = torch.where(in_prompt, prompt_ids, torch.full_like(prompt_ids, model.pad_id))
-    tokens = model.decoder.embed(ids)  # (B, M, H_lm)
-    audio_at = audio.gather(1, rel.clamp(0, audio.size(1) - 1)[..., None].expand(-1, -1, audio.size(2)))
-    embeds = torch.where(in_audio[..., None], audio_at.to(tokens.dtype), tokens)  # (B, M, H_lm)
-    positions = rel.clamp(min=0)  # (B, M)
-    prefill_mask = model.attention_mask(valid, in_audio, embeds.dtype)  # (B, M) or (B, 1, M, M)
+    """Run the prefix ``[A_i ; P_i]`` of every item through the decoder once, packed by ``SpeechLM.assemble``
+    exactly as in training (pads at the end of the row), and keep its KV cache for the steps.
 
-    seconds = speech_lengths.to(dev).float() / config.frame_rate
-    budget = (config.min_new_tokens + config.tokens_per_second * seconds).long().clamp(max=config.max_new_tokens)
+    Generated tokens are written after the widest prefix (column M + step) at position ``m_i + step``; the step mask
+    hides each row's pad columns m_i..M-1, so a row sees what it would see alone (rotary positions are carried by
+    the position ids, not by the cache column)."""
+    dev = audio.device
+    embeds, prefill_mask, positions, _, m = model.assemble(audio, audio_lengths.to(dev), prompt.to(dev),
+                                                          prompt_lengths.to(dev))  # (B, M, H_lm) ...
+    b, big_m = embeds.shape[:2]
+    budget = budget.to(dev)
     out = model.decoder.body(inputs_embeds=embeds, attention_mask=prefill_mask, position_ids=positions,
                              past_key_values=_preallocated_cache(big_m + int(budget.max())), use_cache=True)
+    last = out.last_hidden_state[torch.arange(b, device=dev), m - 1]  # (B, H_lm)
     step_mask = None
+    valid = positions < m[:, None]  # (B, M)
     if not bool(valid.all()):
         # one mask for the whole run, sliced per step (no per-step concatenation or mask building)
         step_mask = torch.cat([valid, valid.new_ones(b, int(budget.max()))], dim=1)  # (B, M + max budget)
-        step_mask = step_mask[:, None, None, :] if mask_4d else step_mask.long()
-    return _Prefill(out, step_mask, m, budget, big_m)
+        if mask_4d:  # additive: torch's CPU sdpa turns a boolean mask into this on every call (same numbers)
+            step_mask = torch.zeros(step_mask.shape, dtype=embeds.dtype, device=dev).masked_fill_(
+                ~step_mask, torch.finfo(embeds.dtype).min)[:, None, None, :]
+        else:
+            step_mask = step_mask.long()
+    return _Prefill(out, last, step_mask, m, budget, big_m)
 
 
 def _step(model: SpeechLM, out, step_mask: Optional[torch.Tensor], keys: int, positions: torch.Tensor,
@@ -196,22 +206,69 @@ def _step(model: SpeechLM, out, step_mask: Optional[torch.Tensor], keys: int, po
                               position_ids=positions[:, None], past_key_values=out.past_key_values, use_cache=True)
 
 
+def _check(config: GenerateConfig) -> None:
+    if config.beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {config.beam_size}")
+
+
 @torch.no_grad()
-def greedy_generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths,
-                    config: GenerateConfig = GenerateConfig()) -> List[List[int]]:
-    """Token ids (without <eos>) for every item of a padded batch, as ESPnet's collate makes it."""
+def _search(model: SpeechLM, audio, audio_lengths, prompt, prompt_lengths, budget, config: GenerateConfig,
+            beam: bool) -> Tuple[List[List[int]], Optional[List[float]]]:
+    _check(config)
     model.eval()
     with _decoding_attention(model) as mask_4d:
-        return _greedy(model, _prefill(model, speech, speech_lengths, prompt, prompt_lengths, config, mask_4d), config)
+        prefill = _prefill(model, audio, audio_lengths, prompt, prompt_lengths, budget, mask_4d)
+        return _beam(model, prefill, config) if beam else (_greedy(model, prefill, config), None)
+
+
+def generate_from_audio(model: SpeechLM, audio, audio_lengths, prompt, prompt_lengths, budget: torch.Tensor,
+                        config: GenerateConfig = GenerateConfig()) -> List[List[int]]:
+    """Decode from audio embeddings (B, Ta, H_lm) already encoded (e.g. the pieces of a long recording joined):
+    token ids without <eos> per item, at most ``budget`` (B,) each; greedy when ``config.beam_size`` is 1, else
+    beam search."""
+    return _search(model, audio, audio_lengths, prompt, prompt_lengths, budget, config, config.beam_size > 1)[0]
+
+
+@torch.no_grad()
+def _encode_and_search(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths, config: GenerateConfig,
+                       beam: bool):
+    _check(config)
+    model.eval()
+    audio, audio_lengths = encode_audio(model, speech, speech_lengths, config.encoder_batch_size)
+    budget = length_budget(config, speech_lengths.to(audio.device))
+    return _search(model, audio, audio_lengths, prompt, prompt_lengths, budget, config, beam)
+
+
+def generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths,
+             config: GenerateConfig = GenerateConfig()) -> List[List[int]]:
+    """Token ids (without <eos>) for every item of a padded batch, as ESPnet's collate makes it: greedy when
+    ``config.beam_size`` is 1, else beam search."""
+    return _encode_and_search(model, speech, speech_lengths, prompt, prompt_lengths, config,
+                              config.beam_size > 1)[0]
+
+
+def greedy_generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths,
+                    config: GenerateConfig = GenerateConfig()) -> List[List[int]]:
+    """Greedy decoding, whatever ``config.beam_size`` says."""
+    return _encode_and_search(model, speech, speech_lengths, prompt, prompt_lengths, config, beam=False)[0]
+
+
+def beam_generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths,
+                  config: GenerateConfig = GenerateConfig(beam_size=4), return_scores: bool = False):
+    """Beam search with ``config.beam_size`` beams (1 gives what greedy gives): the best hypothesis per item (token
+    ids without <eos>); with ``return_scores`` also its sum of token log-probabilities (the <eos> included when the
+    hypothesis ended with it)."""
+    ids, scores = _encode_and_search(model, speech, speech_lengths, prompt, prompt_lengths, config, beam=True)
+    return (ids, scores) if return_scores else ids
 
 
 def _greedy(model: SpeechLM, prefill: _Prefill, config: GenerateConfig) -> List[List[int]]:
-    out, step_mask, m, budget, big_m = prefill
+    out, last, step_mask, m, budget, big_m = prefill
     hyps: List[List[int]] = [[] for _ in range(m.size(0))]
     limits = budget.tolist()
     rows = list(range(m.size(0)))  # the item of each row still decoding
     for step in range(int(budget.max())):
-        tokens = model.decoder.head(out.last_hidden_state[:, -1]).argmax(-1).tolist()  # (rows,)
+        tokens = model.decoder.head(last).argmax(-1).tolist()  # (rows,)
         keep = []
         for r, (i, tok) in enumerate(zip(rows, tokens)):
             if tok == model.eos_id:
@@ -227,25 +284,13 @@ def _greedy(model: SpeechLM, prefill: _Prefill, config: GenerateConfig) -> List[
             m, step_mask = m[idx], None if step_mask is None else step_mask[idx]
             rows, tokens = [rows[r] for r in keep], [tokens[r] for r in keep]
         out = _step(model, out, step_mask, big_m + step + 1, m + step, torch.tensor(tokens, device=m.device))
+        last = out.last_hidden_state[:, -1]
     return hyps
-
-
-@torch.no_grad()
-def beam_generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths,
-                  config: GenerateConfig = GenerateConfig(beam_size=4),
-                  return_scores: bool = False):
-    """Beam search: the best hypothesis per item (token ids without <eos>); with ``return_scores`` also its
-    sum of token log-probabilities (the <eos> included when the hypothesis ended with it)."""
-    model.eval()
-    with _decoding_attention(model) as mask_4d:
-        prefill = _prefill(model, speech, speech_lengths, prompt, prompt_lengths, config, mask_4d)
-        ids, scores = _beam(model, prefill, config)
-    return (ids, scores) if return_scores else ids
 
 
 def _beam(model: SpeechLM, prefill: _Prefill, config: GenerateConfig) -> Tuple[List[List[int]], List[float]]:
     k = config.beam_size
-    out, step_mask, m, budget, big_m = prefill
+    out, last, step_mask, m, budget, big_m = prefill
     b, dev = m.size(0), m.device
     out.past_key_values.batch_repeat_interleave(k)  # row b * K + j = beam j of item b
     m = m.repeat_interleave(k)  # beams of an item share its prefix
@@ -263,7 +308,7 @@ def _beam(model: SpeechLM, prefill: _Prefill, config: GenerateConfig) -> Tuple[L
     def finish(item: int, total: float, seq: List[int], length: int) -> None:
         finished[item].append((total / max(length, 1) ** config.length_penalty, total, seq))
 
-    last = out.last_hidden_state[:, -1].repeat_interleave(k, dim=0)  # (B K, H_lm); the prefill ran B rows
+    last = last.repeat_interleave(k, dim=0)  # (B K, H_lm); the prefill ran B rows
     for step in range(int(budget.max())):
         logp = torch.log_softmax(model.decoder.head(last).float(), dim=-1)  # (B K, V)
         vocab = logp.size(-1)
@@ -314,13 +359,3 @@ def _beam(model: SpeechLM, prefill: _Prefill, config: GenerateConfig) -> Tuple[L
                         finish(item, float(cum[item * k + j]), seqs[item * k + j], len(seqs[item * k + j]))
     best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
     return [seq for _, _, seq in best], [total for _, total, _ in best]
-
-
-def generate(model: SpeechLM, speech, speech_lengths, prompt, prompt_lengths,
-             config: GenerateConfig = GenerateConfig()) -> List[List[int]]:
-    """Greedy when ``config.beam_size`` is 1, else beam search."""
-    if config.beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {config.beam_size}")
-    if config.beam_size == 1:
-        return greedy_generate(model, speech, speech_lengths, prompt, prompt_lengths, config)
-    return beam_generate(model, speech, speech_lengths, prompt, prompt_lengths, config)

@@ -1,9 +1,10 @@
 """The task-confusion diagnostic: the same audio decoded with every task/language prompt, and what each output did.
 
 Where it sits: `bin/diagnose.py` (recipe stage 5, `--diagnose_n N`) picks N utterances of a test set with
-`pick_subset`, plans the prompts with `plan_runs`, decodes each run with `bin/decode.decode_dir`, labels every
-output with `label_outputs` (`confusion.classify_output`) and writes `<decode_dir>/<test_set>/diagnose/
-task_confusion.json` (`write_diagnostic`). Stage 6 (`scoring.report`) reads it back (`read_diagnostic`) and puts the
+`pick_subset`, plans the prompts with `plan_runs`, decodes all runs in one pass of the inference core
+(`decoding.BatchDecoder`, with stage 5's decoding options), labels every output with `label_outputs`
+(`confusion.classify_output`) and writes `<decode_dir>/<test_set>/diagnose/task_confusion.json`
+(`write_diagnostic`). Stage 6 (`scoring.report`) reads it back (`read_diagnostic`) and puts the
 asked x performed matrix and the confusion rate per asked prompt into RESULTS.md (rows `<test_set>:diagnose` of
 results.json).
 

@@ -124,7 +124,7 @@ class SpeechLMTask(AbsTask):
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
-        return Collate(cls._tokenizer(args).pad_token_id)
+        return Collate(cls.tokenizer(args).pad_token_id)
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
@@ -133,7 +133,7 @@ class SpeechLMTask(AbsTask):
                 for path, name, _ in triples or []:
                     if name == "prompt":
                         validate_prompt_file(path, args.languages)
-        return SpeechLMPreprocessor(cls._tokenizer(args), args.languages, train=train,
+        return SpeechLMPreprocessor(cls.tokenizer(args), args.languages, train=train,
                                     length_hint_prob=args.length_hint_prob or 0.0, seed=args.seed)
 
     @classmethod
@@ -147,7 +147,9 @@ class SpeechLMTask(AbsTask):
     _tokenizers: Dict[Tuple, object] = {}
 
     @classmethod
-    def _tokenizer(cls, args: argparse.Namespace):
+    def tokenizer(cls, args: argparse.Namespace):
+        """The decoder's tokenizer with this config's language/task tokens (``--tokenizer``, else the decoder's own);
+        loaded once per (name, languages) and shared by preprocess, collate, the model and decoding."""
         name = args.tokenizer or (args.decoder_conf or {}).get("name_or_path")
         if name is None:
             raise ValueError("set --tokenizer or decoder_conf.name_or_path: the tokenizer comes from the decoder LM")
@@ -162,7 +164,7 @@ class SpeechLMTask(AbsTask):
         quiet = logging.getLogger().getEffectiveLevel()
         if quiet > transformers.logging.get_verbosity():
             transformers.logging.set_verbosity(quiet)
-        tokenizer = cls._tokenizer(args)
+        tokenizer = cls.tokenizer(args)
         encoder = _build(encoder_choices, args)
         compressor = _build(compressor_choices, args, input_size=encoder.input_size())
         length_adapter = _build(length_adapter_choices, args, input_size=encoder.output_size())

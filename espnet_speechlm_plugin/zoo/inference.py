@@ -3,13 +3,15 @@
     from espnet_speechlm_plugin import SpeechLMInference
     m = SpeechLMInference.from_pretrained("exp/tiny_stage2/packed/model.zip")   # or a dir, an exp dir, a hub repo
     m("talk.wav", task="translate", lang="de").text
-    m(wav, sample_rate=44100, task="answer", question="What colour is the cat?", lang="en").segments
+    m(wav, sample_rate=44100, task="answer", question="What colour is the cat?", lang="en").text
+    SpeechLMInference.from_pretrained(path, generate=GenerateConfig(beam_size=4))   # beam search
 
 Where it sits: after training and packing (recipe stages 4 and 7); the CLI ``bin/speechlm_inference.py`` wraps it.
 The flow per input: read it (soundfile) → downmix to mono, resample to 16 kHz with soxr (logged) → if longer
-than ``max_seconds``, cut in pauses (``features/segment.py``) → fbank per piece (``features/fbank.py``) → prompt
-ids and padding exactly as stage 5 (``SpeechLMTask``'s preprocess and collate) → batched greedy decoding
-(``model/generate.py``) → pieces stitched back in order, with their start/end times.
+than ``max_seconds``, cut in pauses (``features/segment.py``) → fbank per piece (``features/fbank.py``) → the
+inference core of stage 5 (``decoding.py``: prompt ids and padding of training, batched greedy or beam decoding
+as ``generate`` says) → transcriptions and translations: one text per piece, stitched back in order with start/end
+times; answers: the question is asked once of all the pieces' audio joined.
 
 Loading never unpickles code: ``.safetensors`` (packed models) or ``torch.load(weights_only=True)`` (an exp dir's
 ``.pth``); HF parts are built with ``trust_remote_code=False``.
@@ -224,14 +226,32 @@ class SpeechLMInference:
     def __init__(self, model, args: argparse.Namespace, device: str = "cpu",
                  generate: GenerateConfig = GenerateConfig(), segment: SegmentConfig = SegmentConfig(),
                  batch_size: int = 8):
-        from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
+        from espnet_speechlm_plugin.decoding import BatchDecoder
 
-        self.model, self.args, self.device = model.to(device).eval(), args, device
-        self.generate, self.segment, self.batch_size = generate, segment, batch_size
-        self.tokenizer = SpeechLMTask._tokenizer(args)
-        self.preprocess = SpeechLMTask.build_preprocess_fn(args, train=False)
-        self.collate = SpeechLMTask.build_collate_fn(args, train=False)
+        self.decoder = BatchDecoder(model, args, generate, batch_size, device)  # stage 5's decoding core
+        self.model, self.args, self.device, self.segment = self.decoder.model, args, device, segment
+        self.tokenizer = self.decoder.tokenizer
         self.languages = tuple(args.languages)
+
+    @property
+    def generate(self) -> GenerateConfig:
+        """Decoding options (``beam_size``, ``length_penalty``, ``max_new_tokens``, …); may be replaced."""
+        return self.decoder.config
+
+    @generate.setter
+    def generate(self, config: GenerateConfig) -> None:
+        if config.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {config.beam_size}")
+        self.decoder.config = config
+
+    @property
+    def batch_size(self) -> int:
+        """Pieces (requests) decoded together."""
+        return self.decoder.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.decoder.batch_size = value
 
     @classmethod
     def from_pretrained(cls, name_or_path: Union[str, os.PathLike], model_file: Optional[str] = None,
@@ -285,51 +305,51 @@ class SpeechLMInference:
     def decode(self, audios: Sequence[AudioInput], task: str = "transcribe", lang: str = "en",
                question: Optional[str] = None, sample_rate: Optional[int] = None,
                progress: bool = False) -> List[SpeechLMOutput]:
-        """Decode several inputs with one prompt; the pieces of all of them share batches."""
-        import torch
-        from tqdm import tqdm
+        """Decode several inputs with one prompt; the pieces of all of them share batches.
 
+        Long inputs (over ``segment.max_seconds``) are cut in pauses. ``transcribe``/``translate``: every piece with
+        speech is decoded on its own and the texts are stitched in order (``segments`` holds each piece's text).
+        ``answer``: the question is asked once of the whole input — its speech pieces go through the audio encoder
+        one by one and their embeddings are joined, in order, into one prompt; ``segments`` is then one entry
+        spanning the input, holding the answer.
+        """
+        from espnet_speechlm_plugin.decoding import Request
         from espnet_speechlm_plugin.features.fbank import MIN_NUM_SAMPLES, compute_fbank_batch
-        from espnet_speechlm_plugin.model.generate import greedy_generate
 
         prompt = self.prompt(task, lang, question)
-        outputs, pieces = [], []  # pieces: (output index, segment index, waveform)
+        outputs, groups = [], []  # groups: (output index, segment index or None for the whole input, waveforms)
         for i, audio in enumerate(audios):
             wave, rate, channels = load_input_audio(audio, sample_rate)
+            where = str(audio) if isinstance(audio, (str, os.PathLike)) else f"input {i}"
             if len(wave) < MIN_NUM_SAMPLES:
                 raise ValueError(f"{audio if isinstance(audio, (str, os.PathLike)) else '<array>'}: audio is shorter "
                                  f"than {MIN_NUM_SAMPLES / SAMPLE_RATE * 1000:.0f} ms, too short to decode")
             segs = plan_segments(wave, SAMPLE_RATE, self.segment)
             if len(segs) > 1:
-                log.info(f"{audio if isinstance(audio, (str, os.PathLike)) else 'input ' + str(i)}: "
-                         f"{len(wave) / SAMPLE_RATE:.1f} s > max_seconds={self.segment.max_seconds:g}: "
-                         f"{len(segs)} pieces ({sum(s.has_speech for s in segs)} with speech)")
+                log.info(f"{where}: {len(wave) / SAMPLE_RATE:.1f} s > max_seconds={self.segment.max_seconds:g}: "
+                         f"{len(segs)} pieces ({sum(s.has_speech for s in segs)} with speech)"
+                         + (", one question asked of all of them" if task == "answer" else ""))
             outputs.append(SpeechLMOutput("", [TimedText(s.start_s, s.end_s, "", False) for s in segs],
                                           len(wave) / SAMPLE_RATE, rate, channels,
                                           str(audio) if isinstance(audio, (str, os.PathLike)) else ""))
-            for j, s in enumerate(segs):
-                if (s.has_speech or len(segs) == 1) and s.end - s.start >= MIN_NUM_SAMPLES:
-                    pieces.append((i, j, wave[s.start: s.end]))
-        # longest first: similar lengths share a batch (little padding); each item decodes as it would alone
-        order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
-        texts = {}
-        batches = range(0, len(order), self.batch_size)
-        for b in tqdm(batches, desc="decoding", unit="batch", disable=not progress):
-            ks = order[b: b + self.batch_size]
-            feats = compute_fbank_batch([pieces[k][2] for k in ks])
-            items = [(f"piece{k}", self.preprocess(f"piece{k}", {"speech": f.numpy(), "prompt": prompt}))
-                     for k, f in zip(ks, feats)]
-            _, batch = self.collate(items)
-            batch = {name: v.to(self.device) for name, v in batch.items()}
-            with torch.no_grad():
-                ids = greedy_generate(self.model, batch["speech"], batch["speech_lengths"], batch["prompt"],
-                                      batch["prompt_lengths"], self.generate)
-            for k, seq in zip(ks, ids):
-                texts[k] = " ".join(self.tokenizer.decode(seq, skip_special_tokens=True).split())
-        for k, (i, j, _) in enumerate(pieces):
-            seg = outputs[i].segments[j]
-            outputs[i].segments[j] = TimedText(seg.start, seg.end, texts[k], True)
-        for out, audio in zip(outputs, audios):
-            hard = [False] + [a.end > b.start for a, b in zip(out.segments, out.segments[1:])]  # overlapping pieces
-            out.text = stitch([s.text for s in out.segments], hard)
+            usable = [j for j, s in enumerate(segs)
+                      if (s.has_speech or len(segs) == 1) and s.end - s.start >= MIN_NUM_SAMPLES]
+            if task == "answer":  # one request per input, all its speech (a recording without any: all of it)
+                groups.append((i, None, [wave[segs[j].start: segs[j].end] for j in usable] or [wave]))
+            else:
+                groups.extend((i, j, [wave[segs[j].start: segs[j].end]]) for j in usable)
+        waves = [w for *_, ws in groups for w in ws]
+        feats = iter([f.numpy() for f in compute_fbank_batch(waves)] if waves else [])
+        requests = [Request(f"piece{k}", prompt, [next(feats) for _ in ws]) for k, (*_, ws) in enumerate(groups)]
+        texts = self.decoder.decode(requests, progress=progress)
+        for k, (i, j, _) in enumerate(groups):
+            out, text = outputs[i], texts[f"piece{k}"]
+            if j is None:  # the answer about the whole input
+                out.segments, out.text = [TimedText(0.0, out.duration, text, True)], text
+            else:
+                out.segments[j] = TimedText(out.segments[j].start, out.segments[j].end, text, True)
+        if task != "answer":
+            for out in outputs:
+                hard = [False] + [a.end > b.start for a, b in zip(out.segments, out.segments[1:])]  # overlaps
+                out.text = stitch([s.text for s in out.segments], hard)
         return outputs

@@ -119,7 +119,7 @@ def pack_experiment(exp_dir: Path, model_file: str = "valid.acc.best.pth", out: 
     try:
         for slot in HF_SLOTS:
             _hf_model(getattr(model, slot)).config.save_pretrained(staging / "hf" / slot)
-        SpeechLMTask._tokenizer(args).save_pretrained(str(staging / TOKENIZER_DIR))
+        SpeechLMTask.tokenizer(args).save_pretrained(str(staging / TOKENIZER_DIR))
         # save_model drops the duplicate names of tied tensors (LM head = embeddings); load_model restores them
         save_model(model, str(staging / PACKED_WEIGHTS), metadata={"source": f"{exp_dir.name}/{model_file}"})
         (staging / PACKED_CONFIG).write_text(yaml.safe_dump(packed_config(config, segment_defaults(config)),

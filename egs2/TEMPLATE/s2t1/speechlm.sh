@@ -292,10 +292,13 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
             out="${decode_dir}/${dset}/diagnose"
             if [ -f "${out}/task_confusion.json" ]; then log "${out}/task_confusion.json exists: skipping"; continue; fi
             log "Stage 5: task-confusion diagnostic on ${diagnose_n} utterances of ${dset} → ${out}"
+            # same decoding options and device as the decoding above
             # shellcheck disable=SC2086
-            run_cmd "${out}/diagnose.log" ${python} -m espnet_speechlm_plugin.bin.diagnose \
+            run_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" "${out}/diagnose.log" \
+                ${python} -m espnet_speechlm_plugin.bin.diagnose --diagnose_n "${diagnose_n}" \
                 --config "${exp2}/config.yaml" --model_file "${exp2}/${inference_model}" --data_dir "dump/${dset}" \
-                --out_dir "${out}" --diagnose_n "${diagnose_n}" --nthreads "${nthreads}" ${decode_args} ${diagnose_args}
+                --out_dir "${out}" --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" \
+                --nthreads "${nthreads}" ${decode_args} ${diagnose_args}
         done
     fi
 fi
