@@ -8,19 +8,32 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install test demo clean
+.PHONY: install test test-slow lock demo clean
 
 install: $(STAMP)
 
-$(STAMP): setup.py
-	@echo "== creating $(VENV) and installing the pinned stack (about 5 GB, 1-3 min)"
+$(STAMP): setup.py constraints.txt
+	@echo "== creating $(VENV) and installing the tested stack of constraints.txt (about 5 GB, 1-3 min)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q "uv==0.13.9"
-	$(VENV)/bin/uv pip install --python $(PY) -e ".[test]" "setuptools>=61,<74"
+	$(VENV)/bin/uv pip install --python $(PY) -c constraints.txt -e ".[test]" "setuptools>=61,<74"
 	touch $(STAMP)
+
+# make lock — re-resolve setup.py's ranges to the newest versions and write them to constraints.txt (then run
+# make clean test, and commit constraints.txt if the tests pass)
+lock: install
+	echo "setuptools>=61,<74" > constraints.build.txt
+	$(VENV)/bin/uv pip compile --python-version 3.11 --extra test setup.py constraints.build.txt \
+		--no-header --no-annotate -o constraints.txt.new
+	{ sed -n '1,2p' constraints.txt; cat constraints.txt.new; } > constraints.txt.tmp
+	rm constraints.txt.new constraints.build.txt && mv constraints.txt.tmp constraints.txt
 
 test: install
 	$(PY) -m pytest tests
+
+# make test-slow — the slow tests (real-size architectures on CPU, long runs); not part of make test or CI
+test-slow: install
+	$(PY) -m pytest tests -m slow
 
 demo: install
 	cd egs2/mini_espeak/s2t1 && ./run.sh

@@ -1,26 +1,30 @@
 """espnet_speechlm_plugin: speech encoder -> adapter -> LLM recipes for ESPnet.
 
-The install pins the stack that was verified to resolve together (pip check clean); see README "Install".
+``install_requires`` gives compatible ranges, so the plugin installs into an environment that already has ESPnet
+(``pip install -e .``). The exact set we test, every transitive package included, is ``constraints.txt``;
+``make install`` installs with it. Bounds: espnet 202506 pins numpy<1.24 (no wheels for Python 3.12) and
+setuptools<74 (torch 2.13 and newer need a newer setuptools); the upper bounds of the others are the next major
+release we have not tested.
 """
 from setuptools import find_packages, setup
 
 install_requires = [
-    "espnet==202506",
-    "espnet_model_zoo==0.1.7",
-    "torch==2.11.0",
-    "torchaudio==2.11.0",
-    "transformers==4.57.6",
-    "numpy==1.23.5",
-    "soxr==1.1.0",  # transformers imports it whenever librosa is present
-    "sentencepiece==0.2.0",
-    "kaldiio==2.18.1",
-    "jiwer==4.0.0",
-    "sacrebleu==2.6.0",
-    "bert-score==0.3.13",
-    "whisper-normalizer==0.1.15",
-    "unbabel-comet==2.2.7",
-    "matplotlib<3.9",  # ESPnet's loss plots; plain matplotlib would pull numpy 2
-    "espeakng-loader==0.2.4",  # libespeak-ng + data for the synthesised demo corpus
+    "espnet>=202506",
+    "espnet_model_zoo>=0.1.7",
+    "torch>=2.4,<2.13",
+    "torchaudio>=2.4,<2.13",
+    "transformers>=4.57,<5",
+    "numpy>=1.21,<1.24",
+    "soxr>=0.3",  # transformers imports it whenever librosa is present
+    "sentencepiece>=0.2.0,<0.3",
+    "kaldiio>=2.18",
+    "jiwer>=4.0,<5",
+    "sacrebleu>=2.4,<3",
+    "bert-score>=0.3.13,<0.4",
+    "whisper-normalizer==0.1.15",  # scoring/normalizer.py checks this release's tables against 0.0.10
+    "unbabel-comet>=2.2.4,<3",
+    "matplotlib<3.9",  # ESPnet's loss plots; newer matplotlib pulls numpy 2
+    "espeakng-loader>=0.2.4,<0.3",  # libespeak-ng + data for the synthesised demo corpus
 ]
 
 setup(
@@ -30,7 +34,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.10,<3.12",
     packages=find_packages(include=["espnet_speechlm_plugin", "espnet_speechlm_plugin.*"]),
     package_data={"espnet_speechlm_plugin": ["arch/*.json", "arch/*/config.json", "arch/README.md"]},
     install_requires=install_requires,

@@ -28,13 +28,13 @@ import mls  # noqa: E402
 LANGS = ("en", "de", "it", "zh")
 SPLITS3 = ("train", "dev", "test")
 EXPECTED_DIRS = sorted(
-    [f"librispeech_en_{s}" for s in SPLITS3]
+    [f"librispeech_en_{s}" for s in ("train", "dev", "test-clean", "test-other")]
     + [f"mls_{lang}_{s}" for lang in ("de", "it") for s in SPLITS3]
     + [f"cv_{lang}_{s}" for lang in LANGS for s in SPLITS3]
     + [f"covost2_en_{t}_{s}" for t in ("de", "zh") for s in SPLITS3]
     + [f"fleurs_{lang}_{s}" for lang in LANGS for s in SPLITS3]
     + [f"fleurs_en_{t}_{s}" for t in ("de", "it", "zh") for s in SPLITS3]
-    + ["spokensquad_en_train", "spokensquad_en_test", "acl6060_en_dev", "acl6060_en_de_dev", "acl6060_en_zh_dev"]
+    + [f"spokensquad_en_{s}" for s in SPLITS3] + ["acl6060_en_dev", "acl6060_en_de_dev", "acl6060_en_zh_dev"]
 )
 FILES = ("wav.scp", "text", "utt2spk", "prompt", "utt2dur", "transcript")
 
@@ -79,11 +79,13 @@ def recipe(fixture_root, tmp_path_factory) -> Path:
 def test_fixture_corpora_use_the_real_formats(fixture_root):
     expect = {
         "LibriSpeech/train-clean-100/103/1240/103-1240-0000.flac": ("FLAC", 16000),
-        "mls_german/train/audio/1844/931/1844_931_000000.flac": ("FLAC", 16000),
-        "cv-corpus/zh-CN/clips/common_voice_zh-CN_201.mp3": ("MP3", 48000),
+        "LibriSpeech/test-other/1688/142285/1688-142285-0000.flac": ("FLAC", 16000),
+        "mls_german_opus/train/audio/1844/931/1844_931_000000.opus": ("OGG", 16000),
+        "mls_italian/train/audio/1844/931/1844_931_000000.flac": ("FLAC", 16000),
+        "cv-corpus-17.0-2024-03-15/zh-CN/clips/common_voice_zh-CN_201.mp3": ("MP3", 48000),
         "Spoken-SQuAD/Spoken-SQuAD_audio/train_wav/0_0_1.wav": ("WAV", 24000),
-        "acl6060/2/acl_6060/dev/segmented_wavs/gold/sent_1.wav": ("WAV", 16000),
-        "acl6060/2/acl_6060/dev/full_wavs/2022.acl-long.110.wav": ("WAV", 16000),
+        "2/acl_6060/dev/segmented_wavs/gold/sent_1.wav": ("WAV", 16000),
+        "2/acl_6060/dev/full_wavs/2022.acl-long.110.wav": ("WAV", 16000),
     }
     for rel, (fmt, rate) in expect.items():
         info = sf.info(fixture_root / rel)
@@ -93,7 +95,11 @@ def test_fixture_corpora_use_the_real_formats(fixture_root):
     assert names and all(n.startswith("dev/") and n.endswith(".wav") for n in names)
     first = (fixture_root / "LibriSpeech/train-clean-100/103/1240/103-1240.trans.txt").read_text().splitlines()[0]
     assert first == "103-1240-0000 THE CAT SLEEPS ON THE WARM FLOOR"
-    assert (fixture_root / "cv-corpus/en/validated.tsv").read_text().split("\n")[0].startswith("client_id\tpath\t")
+    validated = fixture_root / "cv-corpus-17.0-2024-03-15/en/validated.tsv"
+    assert validated.read_text().split("\n")[0].startswith("client_id\tpath\t")
+    # the folders are named as the releases unpack (what --corpora_root looks for)
+    assert sorted(os.listdir(fixture_root)) == ["2", "LibriSpeech", "Spoken-SQuAD", "covost2",
+                                                "cv-corpus-17.0-2024-03-15", "fleurs", "mls_german_opus", "mls_italian"]
 
 
 def test_data_sh_writes_every_data_dir(recipe):
@@ -136,9 +142,11 @@ def test_transcription_and_translation_content(recipe):
     assert table(data / "librispeech_en_train/text")["librispeech_en-103-1240-0000"] == \
         "THE CAT SLEEPS ON THE WARM FLOOR"
     assert table(data / "mls_it_dev/text") == {"mls_it-3037-2614_000000": "mio fratello legge un libro lungo"}
-    # Common Voice train = validated minus dev/test: clip 106 (validated only) in, dev/test clips out
+    # Common Voice train = validated minus dev/test: clip 106 (validated only) in, dev/test clips (108, 109) out;
+    # CoVoST 2's dev and test clips 104, 105 are Common Voice training clips (stage 2 removes them from training)
     train = " ".join(table(data / "cv_en_train/wav.scp").values())
-    assert "common_voice_en_106.mp3" in train and "_104.mp3" not in train and "_105.mp3" not in train
+    assert all(f"common_voice_en_{n}.mp3" in train for n in (101, 104, 105, 106, 107))
+    assert "_108.mp3" not in train and "_109.mp3" not in train
     # CoVoST en-de from the raw tsv: backslash-escaped quotes read back; a clip absent from validated.tsv counted
     dev = data / "covost2_en_de_dev"
     assert list(table(dev / "text").values()) == ['Mein Bruder liest ein langes Buch, „Ulysses".']
@@ -148,8 +156,13 @@ def test_transcription_and_translation_content(recipe):
     # CoVoST en-zh from the split tsvs: the same Common Voice clips as cv_en, Chinese targets
     zh = table(data / "covost2_en_zh_train/text")
     assert set(zh.values()) == {PARALLEL[r][3] for r in (0, 1, 2, 5)}
-    assert set(table(data / "covost2_en_zh_train/wav.scp").values()) == set(table(data / "cv_en_train/wav.scp")
-                                                                          .values())
+    assert set(table(data / "covost2_en_zh_train/wav.scp").values()) < set(table(data / "cv_en_train/wav.scp")
+                                                                         .values())
+    # LibriSpeech: both test sets the paper's ASR figures use
+    assert list(table(data / "librispeech_en_test-other/text").values()) == [
+        "WE THANK THE REVIEWERS FOR THEIR COMMENTS"]
+    assert list(table(data / "librispeech_en_test-clean/wav.scp").values())[0].endswith(
+        "LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac")
     # FLEURS: translation = the target language's sentence with the same id over the English audio
     for utt, text in table(data / "fleurs_en_de_train/text").items():
         sid = int(utt.rsplit("-", 1)[1])
@@ -186,6 +199,26 @@ def test_spoken_squad_answers_and_unanswerable(recipe, fixture_root):
     sentences = [sf.info(fixture_root / f"Spoken-SQuAD/Spoken-SQuAD_audio/train_wav/0_0_{s}.wav") for s in (0, 1)]
     info = sf.info(passage)
     assert (info.format, info.samplerate) == ("FLAC", 24000) and info.frames == sum(s.frames for s in sentences)
+
+
+def test_spoken_squad_dev_split_is_held_out_by_article(recipe, fixture_root):
+    """The dev split is carved from spoken_train by article (the same on every run): no article, passage or audio
+    file is in both; its unanswerable pairs use its own passages; spoken_test stays the test set."""
+    data = recipe / "data"
+    topic = lambda utt: utt.split("-")[1].split("_")[0]  # noqa: E731  (speaker = the passage <topic>_<paragraph>)
+    split = {name: table(data / f"spokensquad_en_{name}/wav.scp") for name in ("train", "dev", "test")}
+    train_topics, dev_topics = {topic(u) for u in split["train"]}, {topic(u) for u in split["dev"]}
+    assert train_topics == {"0", "2"} and dev_topics == {"1", "3"}  # the two lowest SHA-256 titles of four
+    assert not set(split["train"].values()) & set(split["dev"].values())
+    questions = json.loads((fixture_root / "Spoken-SQuAD/spoken_train-v1.1.json").read_text())["data"]
+    qids = {int(t): {qa["id"] for para in questions[int(t)]["paragraphs"] for qa in para["qas"]} for t in "0123"}
+    dev_text = table(data / "spokensquad_en_dev/text")
+    assert {u.rsplit("-", 1)[1] for u in dev_text} == qids[1] | qids[3]  # every dev question, answerable or not
+    assert [v for u, v in dev_text.items() if "-na-" in u] == ["Not answerable."] * round(0.25 * 3)
+    test_text = table(data / "spokensquad_en_test/text")
+    assert sum(v == "Not answerable." for v in test_text.values()) == 1 and len(test_text) == 4
+    info = json.loads((data / "spokensquad_en_dev/prep_info.json").read_text())
+    assert info["fingerprint"]["dev_fraction"] == 0.02
 
 
 def test_rerun_skips_and_changed_options_rebuild(recipe, fixture_root, tmp_path):
@@ -236,15 +269,19 @@ def test_missing_or_wrong_corpus_path_names_the_variable(fixture_root, tmp_path)
     assert result.returncode == 2
     assert f"did you mean LIBRISPEECH={fixture_root / 'LibriSpeech'}?" in result.stderr
 
-    # --corpora_root without the corpus: every other corpus fine, this one named
+    # --corpora_root without the corpus: every other corpus fine (ACL 60/60 unzipped one folder down), the
+    # missing ones named with every path looked at
     root = tmp_path / "partial"
-    root.mkdir()
-    (root / "acl6060").symlink_to(fixture_root / "acl6060")
+    (root / "acl6060").mkdir(parents=True)
+    (root / "acl6060" / "2").symlink_to(fixture_root / "2")
     result = run_data_sh(tmp_path, "--corpora_root", str(root), "--corpora", "acl6060 covost2 spokensquad")
     assert result.returncode == 2
-    assert "ACL6060" not in result.stderr
-    assert f"COVOST2={root}/covost2: no such directory" in result.stderr
-    assert f"SPOKEN_SQUAD={root}/Spoken-SQuAD: no such directory" in result.stderr
+    assert f"--corpora_root: ACL6060={root}/acl6060/2/acl_6060" in result.stderr
+    assert (f"COVOST2 is not set and --corpora_root {root} holds none of: {root}/covost_v2.en_*.tsv, "
+            f"{root}/*/covost_v2.en_*.tsv, {root}/*/*/covost_v2.en_*.tsv") in result.stderr
+    assert f"COVOST2_CV_EN is not set and --corpora_root {root} holds none of: {root}/cv-corpus-*/en" in result.stderr
+    assert f"SPOKEN_SQUAD is not set and --corpora_root {root} holds none of: {root}/Spoken-SQuAD*" in result.stderr
+    assert "Set SPOKEN_SQUAD in db.sh" in result.stderr
     assert not (tmp_path / "data").exists()
 
 
@@ -288,12 +325,61 @@ def test_write_data_dir_is_atomic_and_checks_ids(tmp_path):
 
 
 def test_check_only_lists_the_data_dirs_and_writes_nothing(fixture_root, tmp_path):
-    paths = {"--librispeech": "LibriSpeech", "--mls_de": "mls_german", "--mls_it": "mls_italian",
-             "--commonvoice": "cv-corpus", "--covost2": "covost2", "--covost2_cv_en": "cv-corpus/en",
-             "--fleurs": "fleurs", "--spoken_squad": "Spoken-SQuAD", "--acl6060": "acl6060"}
+    paths = {"--librispeech": "LibriSpeech", "--mls_de": "mls_german_opus", "--mls_it": "mls_italian",
+             "--commonvoice": "cv-corpus-17.0-2024-03-15", "--covost2": "covost2",
+             "--covost2_cv_en": "cv-corpus-17.0-2024-03-15/en", "--fleurs": "fleurs", "--spoken_squad": "Spoken-SQuAD",
+             "--acl6060": "2"}
     args = [x for flag, rel in paths.items() for x in (flag, str(fixture_root / rel))]
     result = subprocess.run([sys.executable, str(REPO / "local/corpora/prepare.py"), "--check_only", *args],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split()) == EXPECTED_DIRS
     assert os.listdir(tmp_path) == []
+
+
+def _release_tree(root: Path, fixture_root: Path, folders) -> Path:
+    """A --corpora_root of symlinks: {folder under root: fixture folder}."""
+    for name, target in folders.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(fixture_root / target)
+    return root
+
+
+def test_corpora_root_finds_release_folders_or_lists_the_candidates(fixture_root, tmp_path):
+    """--corpora_root finds the folders real releases unpack to (versioned Common Voice, MLS opus, the hub cache's
+    FLEURS snapshot, a GitHub zip of Spoken-SQuAD, ACL 60/60 one folder down); two candidates stop with both
+    listed; with several Common Voice releases CoVoST 2's English clips come from release 4 (2019-12-10)."""
+    import locate
+
+    root = _release_tree(tmp_path / "r", fixture_root, {
+        "LibriSpeech": "LibriSpeech", "mls_italian_opus": "mls_italian", "mls_german": "mls_german_opus",
+        "mls_german_opus": "mls_german_opus", "cv-corpus-17.0-2024-03-15": "cv-corpus-17.0-2024-03-15",
+        "cv-corpus-4-2019-12-10/en": "cv-corpus-17.0-2024-03-15/en", "covost/v2": "covost2",
+        "datasets--google--fleurs/snapshots/0a1b2c": "fleurs", "Spoken-SQuAD-master": "Spoken-SQuAD",
+        "iwslt/2": "2"})
+    found = {v: locate.locate(v, root) for v in ("LIBRISPEECH", "MLS_IT", "COVOST2", "COVOST2_CV_EN", "FLEURS",
+                                                  "SPOKEN_SQUAD", "ACL6060")}
+    assert found == {"LIBRISPEECH": f"{root}/LibriSpeech", "MLS_IT": f"{root}/mls_italian_opus",
+                     "COVOST2": f"{root}/covost/v2",
+                     "COVOST2_CV_EN": f"{root}/cv-corpus-4-2019-12-10/en",
+                     "FLEURS": f"{root}/datasets--google--fleurs/snapshots/0a1b2c",
+                     "SPOKEN_SQUAD": f"{root}/Spoken-SQuAD-master", "ACL6060": f"{root}/iwslt/2/acl_6060"}
+    for variable, candidates in (("MLS_DE", ("mls_german", "mls_german_opus")),
+                                 ("COMMONVOICE", ("cv-corpus-17.0-2024-03-15", "cv-corpus-4-2019-12-10"))):
+        with pytest.raises(common.CorpusError) as err:
+            locate.locate(variable, root)
+        assert f"{variable} is not set and --corpora_root {root} holds 2 candidates:" in str(err.value)
+        assert all(f"    {root}/{c}\n" in str(err.value) for c in candidates)
+        assert f"Set {variable} in db.sh (or export it) to the one to use." in str(err.value)
+
+    # through local/data.sh: a variable set in db.sh (exported here) wins over the search, which resolves the rest
+    result = run_data_sh(tmp_path, "--corpora_root", str(root), "--corpora", "mls cv", "--extra_args",
+                         "--check_only", env={"MLS_DE": str(root / "mls_german_opus")})
+    assert result.returncode == 2, result.stderr
+    assert f"--corpora_root: MLS_IT={root}/mls_italian_opus" in result.stderr and "MLS_DE=" not in result.stderr
+    assert "COMMONVOICE is not set and --corpora_root" in result.stderr
+    result = run_data_sh(tmp_path, "--corpora_root", str(root), "--corpora", "mls cv", "--extra_args", "--check_only",
+                         env={"MLS_DE": str(root / "mls_german_opus"),
+                              "COMMONVOICE": str(root / "cv-corpus-17.0-2024-03-15")})
+    assert result.returncode == 0, result.stderr
+    assert "mls_de_train" in result.stdout and "cv_en_train" in result.stdout

@@ -2,12 +2,17 @@
 
     python -m espnet_speechlm_plugin.bin.featurize --data_dir data/train --out_dir dump/train [--nj 4] [--overwrite] \
         [--min_dur 0.5 --max_dur 30] [--silence drop|error|keep] [--ignore_disk_space]
+    python -m espnet_speechlm_plugin.bin.featurize --data_dir data/dev data/test --out_dir dump/dev dump/test
+
+Several --data_dir/--out_dir pairs are featurized one after the other in one process (a recipe's valid and test
+sets: one start-up instead of one per set).
 
 Reads ``<data_dir>/wav.scp`` (stage 1's output) and writes to ``<out_dir>``:
   feats.ark (``feats.<k>.ark`` per worker with --nj > 1)  kaldiio float32 matrices (T, 160), 50 Hz
   feats.scp                                                ``utt <out_dir>/feats.ark:<offset>``, sorted by utt
   utt2num_frames, speech_shape                             ``utt T`` and ``utt T,160`` (ESPnet shape file)
-  text, utt2spk, prompt, transcript                        copied from data_dir when present (without dropped utts)
+  text, utt2spk, prompt, transcript, text.sentences,       copied from data_dir when present (without dropped utts)
+  transcript.sentences, mcif_id, mcif_ref                  (what stage 6 scores with)
   dropped                                                  ``utt reason`` of utterances left out (often empty)
   featurize.json                                           the filter options, so a rerun knows what "complete" is
 What is fixed and what is dropped, each counted in the summary line:
@@ -68,7 +73,8 @@ from espnet_speechlm_plugin.features.fbank import (
     num_output_frames,
 )
 
-COPIED_FILES = ("text", "utt2spk", "prompt", "transcript")
+COPIED_FILES = ("text", "utt2spk", "prompt", "transcript", "text.sentences", "transcript.sentences", "mcif_id",
+                "mcif_ref")
 # Utterances per compute_fbank_batch call; bounded by samples too so long recordings do not pile up in memory.
 BATCH_UTTERANCES = 16
 BATCH_SAMPLES = 16000 * 300
@@ -454,8 +460,10 @@ def featurize(data_dir: str, out_dir: str, nj: int = 1, overwrite: bool = False,
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp (+ text, utt2spk, prompt)")
-    parser.add_argument("--out_dir", required=True, help="where feats.scp/ark, utt2num_frames, speech_shape go")
+    parser.add_argument("--data_dir", required=True, nargs="+",
+                        help="Kaldi data dir(s) with wav.scp (+ text, utt2spk, prompt)")
+    parser.add_argument("--out_dir", required=True, nargs="+",
+                        help="where feats.scp/ark, utt2num_frames, speech_shape go (one per --data_dir)")
     parser.add_argument("--nj", type=int, default=1, help="worker processes, each writing its own ark (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="recompute even if out_dir is complete")
     parser.add_argument("--min_dur", type=float, default=0.0,
@@ -471,16 +479,20 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if len(args.data_dir) != len(args.out_dir):
+        parser.error(f"{len(args.data_dir)} --data_dir but {len(args.out_dir)} --out_dir: give one out_dir per data dir")
     torch.set_num_threads(1)  # one thread per process; --nj is the way to use more cores
-    try:
-        summary = featurize(args.data_dir, args.out_dir, nj=args.nj, overwrite=args.overwrite,
-                            filters=Filters(args.min_dur, args.max_dur, args.silence),
-                            check_disk=not args.ignore_disk_space)
-    except FeaturizeError as err:
-        print(f"featurize: error: {err}", file=sys.stderr)
-        return 1
-    print(summary)
+    for data_dir, out_dir in zip(args.data_dir, args.out_dir):
+        try:
+            summary = featurize(data_dir, out_dir, nj=args.nj, overwrite=args.overwrite,
+                                filters=Filters(args.min_dur, args.max_dur, args.silence),
+                                check_disk=not args.ignore_disk_space)
+        except FeaturizeError as err:
+            print(f"featurize: error: {err}", file=sys.stderr)
+            return 1
+        print(summary, flush=True)
     return 0
 
 

@@ -3,23 +3,30 @@
     python -m espnet_speechlm_plugin.bin.make_fixture_corpora OUT_DIR [--corpora "librispeech mls cv ..."]
 
 Where it sits: tests and dry runs of egs2/iwslt25_if/s2t1 stage 1 (``local/data.sh --corpora_root OUT_DIR``),
-without downloading terabytes. The speech is synthesised with espeak-ng (``local/espeak_synth.py``); the audio
-formats and rates are those of the real releases:
+without downloading terabytes. The speech is synthesised with espeak-ng (``local/espeak_synth.py``); the folder
+names are those the real releases unpack to (what ``--corpora_root`` looks for), the audio formats and rates
+those of the releases:
 
-    OUT_DIR/LibriSpeech/{train-clean-100,dev-clean,test-clean}/<spk>/<chapter>/*.flac + *.trans.txt   FLAC 16 kHz
-    OUT_DIR/mls_german/, mls_italian/  {train,dev,test}/{transcripts.txt,segments.txt,audio/<spk>/<book>/*.flac}
-    OUT_DIR/cv-corpus/{en,de,it,zh-CN}/{validated,train,dev,test}.tsv + clips/*.mp3                   MP3 48 kHz
+    OUT_DIR/LibriSpeech/{train-clean-100,dev-clean,test-clean,test-other}/<spk>/<chapter>/*.flac + *.trans.txt
+                                                                                              FLAC 16 kHz
+    OUT_DIR/mls_german_opus/ (the opus release), mls_italian/ (the flac release)
+            {train,dev,test}/{transcripts.txt,segments.txt,audio/<spk>/<book>/*.{opus,flac}}   16 kHz
+    OUT_DIR/cv-corpus-17.0-2024-03-15/{en,de,it,zh-CN}/{validated,train,dev,test}.tsv + clips/*.mp3   MP3 48 kHz
     OUT_DIR/covost2/covost_v2.en_de.tsv (raw: path, sentence, translation, split)
-            covost2/covost_v2.en_zh-CN.{train,dev,test}.tsv (get_covost_splits.py output)   over cv-corpus/en clips
+            covost2/covost_v2.en_zh-CN.{train,dev,test}.tsv (get_covost_splits.py output)   over Common Voice en
     OUT_DIR/fleurs/data/{en_us,de_de,it_it,cmn_hans_cn}/{train,dev,test}.tsv + audio/<split>.tar.gz    wav 16 kHz
     OUT_DIR/Spoken-SQuAD/spoken_{train,test}-v1.1.json + Spoken-SQuAD_audio/{train,dev}_wav/<t>_<p>_<s>.wav  24 kHz
-    OUT_DIR/acl6060/2/acl_6060/dev/{segmented_wavs/gold/sent_N.wav, full_wavs/<talk>.wav,
-            text/txt/ACL.6060.dev.en-xx.{en,de,zh}.txt, text/xml/...xml, FILE_ORDER}                 wav 16 kHz
+    OUT_DIR/2/acl_6060/dev/{segmented_wavs/gold/sent_N.wav, full_wavs/<talk>.wav,      (2023.iwslt-1.2.dataset.zip
+            text/txt/ACL.6060.dev.en-xx.{en,de,zh}.txt, text/xml/...xml, FILE_ORDER}    unzipped here) wav 16 kHz
 
 Deliberate irregularities the readers must handle: a CoVoST row whose clip is not in validated.tsv, a FLEURS
 English sentence id missing in Chinese, quotes in CoVoST text (backslash-escaped), multi-sentence Spoken-SQuAD
-passages. Each corpus folder is built in a temporary folder and renamed, so one that exists is complete and is
-left alone (``--overwrite`` rebuilds). Deterministic: the same command gives the same text and audio.
+passages. And evaluation clips in training data, as in the real corpora: CoVoST 2's dev and test clips are
+Common Voice training clips (CoVoST 2 fixed its splits on release 4; later releases split anew), and one CoVoST
+test sentence was recorded twice by its speaker, the second clip only in Common Voice (stage 2's make_mix must
+remove all three from training). Each corpus folder is built in a temporary folder and renamed, so one that
+exists is complete and is left alone (``--overwrite`` rebuilds). Deterministic: the same command gives the same
+text and audio.
 """
 from __future__ import annotations
 
@@ -40,14 +47,15 @@ import soundfile as sf
 import soxr
 
 REPO = Path(__file__).resolve().parents[2]
-CORPORA = {  # --corpora name -> folders written under OUT_DIR
+CV_RELEASE = "cv-corpus-17.0-2024-03-15"
+CORPORA = {  # --corpora name -> folders written under OUT_DIR (as the releases unpack)
     "librispeech": ("LibriSpeech",),
-    "mls": ("mls_german", "mls_italian"),
-    "cv": ("cv-corpus",),
+    "mls": ("mls_german_opus", "mls_italian"),
+    "cv": (CV_RELEASE,),
     "covost2": ("covost2",),
     "fleurs": ("fleurs",),
     "spokensquad": ("Spoken-SQuAD",),
-    "acl6060": ("acl6060",),
+    "acl6060": ("2",),
 }
 VOICES = {"en": "en-us", "de": "de", "it": "it", "zh": "cmn"}
 
@@ -131,7 +139,8 @@ def hexid(*parts) -> str:
 def make_librispeech(out: Path, synth: Synth) -> None:
     root = out / "LibriSpeech"
     plan = {"train-clean-100": [(103, 1240, "m1", [0, 1]), (1034, 121119, "f1", [2, 3])],
-            "dev-clean": [(84, 121123, "m3", [4, 5])], "test-clean": [(1089, 134686, "f3", [6])]}
+            "dev-clean": [(84, 121123, "m3", [4, 5])], "test-clean": [(1089, 134686, "f3", [6])],
+            "test-other": [(1688, 142285, "m2", [7])]}
     for subset, chapters in plan.items():
         for spk, chapter, variant, rows in chapters:
             folder = root / subset / str(spk) / str(chapter)
@@ -144,15 +153,17 @@ def make_librispeech(out: Path, synth: Synth) -> None:
 
 
 def make_mls(out: Path, synth: Synth) -> None:
-    for lang, folder in (("de", "mls_german"), ("it", "mls_italian")):
+    # German as the opus release (mls_german_opus.tar.gz), Italian as the flac one: the reader takes both
+    for lang, folder, ext, fmt, subtype in (("de", "mls_german_opus", "opus", "OGG", "OPUS"),
+                                            ("it", "mls_italian", "flac", "FLAC", "PCM_16")):
         for split, items in {"train": [(1844, 931, "m1", 0), (1844, 931, "m1", 1), (2422, 1720, "f1", 2)],
                              "dev": [(3037, 2614, "m3", 3)], "test": [(4536, 3915, "f3", 4)]}.items():
             transcripts, segments = [], []
             for k, (spk, book, variant, row) in enumerate(items):
                 utt = f"{spk}_{book}_{k:06d}"
                 audio = synth(sentence(row, lang), lang, variant)
-                write_audio(out / folder / split / "audio" / str(spk) / str(book) / f"{utt}.flac", audio, 16000,
-                            "FLAC", "PCM_16")
+                write_audio(out / folder / split / "audio" / str(spk) / str(book) / f"{utt}.{ext}", audio, 16000,
+                            fmt, subtype)
                 transcripts.append([utt, plain(sentence(row, lang)).lower()])
                 segments.append([utt, f"http://www.archive.org/download/book{book}/chapter_{k:02d}.mp3",
                                  f"{10.0 * k:.2f}", f"{10.0 * k + len(audio) / 16000:.2f}"])
@@ -162,9 +173,12 @@ def make_mls(out: Path, synth: Synth) -> None:
 
 CV_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes", "age",
              "gender", "accents", "variant", "locale", "segment"]
-# en clips: (clip number, speaker index, parallel row, CV split, CoVoST split)
+# en clips: (clip number, speaker index, parallel row, CV split ("" = validated.tsv only), CoVoST split ("" = none))
 CV_EN = [(101, 0, 0, "train", "train"), (102, 0, 1, "train", "train"), (103, 1, 2, "train", "train_covost"),
-         (104, 2, 3, "dev", "dev"), (105, 3, 4, "test", "test"), (106, 1, 5, "", "train")]
+         (104, 2, 3, "train", "dev"), (105, 3, 4, "", "test"), (106, 1, 5, "", "train"),
+         (107, 3, 4, "train", ""),  # the CoVoST test sentence again, by the same speaker: another file
+         (108, 4, 6, "dev", ""), (109, 5, 7, "test", "")]
+CV_VARIANTS = ["m1", "f1", "m3", "f3", "m2", "f2"]
 
 
 def cv_sentence(row: int, lang: str) -> str:
@@ -176,7 +190,7 @@ def cv_sentence(row: int, lang: str) -> str:
 
 
 def make_cv(out: Path, synth: Synth) -> None:
-    root = out / "cv-corpus"
+    root = out / CV_RELEASE
     for lang, locale in (("en", "en"), ("de", "de"), ("it", "it"), ("zh", "zh-CN")):
         clips = CV_EN if lang == "en" else [(201, 0, 5, "train", ""), (202, 1, 6, "train", ""),
                                              (203, 2, 7, "dev", ""), (204, 3, 0, "test", "")]
@@ -185,7 +199,7 @@ def make_cv(out: Path, synth: Synth) -> None:
             name = f"common_voice_{locale}_{number}.mp3"
             text = cv_sentence(row, lang)
             # a CV clip is 48 kHz MP3; the speaker id is a 128-hex-digit hash
-            write_audio(root / locale / "clips" / name, synth(text, lang, ["m1", "f1", "m3", "f3"][spk], 48000),
+            write_audio(root / locale / "clips" / name, synth(text, lang, CV_VARIANTS[spk], 48000),
                         48000, "MP3", "MPEG_LAYER_III")
             record = [hexid("cv", locale, spk) + hexid("cv2", locale, spk), name, hexid("s", text)[:64], text, "",
                       "2", "0", "", "", "", "", locale, ""]
@@ -201,8 +215,9 @@ def make_covost2(out: Path, synth: Synth) -> None:
     cv_validated = {c[0]: c for c in CV_EN}
     raw = []
     for number, _, row, _, covost_split in CV_EN:
-        en, de = cv_sentence(row, "en"), cv_sentence(row, "de")
-        raw.append([f"common_voice_en_{number}.mp3", en, de, covost_split])
+        if covost_split:
+            en, de = cv_sentence(row, "en"), cv_sentence(row, "de")
+            raw.append([f"common_voice_en_{number}.mp3", en, de, covost_split])
     # a translated clip that this Common Voice release does not list in validated.tsv: dropped and counted
     raw.append(["common_voice_en_999.mp3", "A missing clip.", "Ein fehlender Clip.", "train"])
     write_tsv(root / "covost_v2.en_de.tsv", ["path", "sentence", "translation", "split"], raw, escape=True)
@@ -248,7 +263,8 @@ def make_fleurs(out: Path, synth: Synth) -> None:
                     tar.addfile(info, io.BytesIO(data))
 
 
-# Spoken-SQuAD: per split, articles -> paragraphs -> (sentences, [(question, answer)])
+# Spoken-SQuAD: per split, articles -> paragraphs -> (sentences, [(question, answer)]); the reader holds two of
+# the four training articles out as the dev set
 SQUAD = {
     "train": [
         [(["the cat sleeps on the warm floor", "the children play in the garden"],
@@ -256,9 +272,13 @@ SQUAD = {
          (["the train leaves at seven"], [("When does the train leave?", "at seven")])],
         [(["my brother reads a long book", "she drinks tea with milk"],
           [("What does she drink?", "tea with milk")])],
+        [(["we thank the reviewers for their comments"], [("Whom do we thank?", "the reviewers")])],
+        [(["the children play in the garden", "the train leaves at seven"],
+          [("Where do the children play?", "in the garden"), ("When does it leave?", "at seven")])],
     ],
     "test": [
-        [(["we open the window every morning"], [("When do we open the window?", "every morning")])],
+        [(["we open the window every morning"], [("When do we open the window?", "every morning"),
+                                                  ("What do we open?", "the window")])],
         [(["this model translates speech", "we thank the reviewers"], [("What does the model translate?",
                                                                          "speech")])],
     ],
@@ -287,7 +307,7 @@ ACL_TALKS = [("2022.acl-long.110", [6, 7]), ("2022.acl-long.117", [2, 0])]  # ta
 
 
 def make_acl6060(out: Path, synth: Synth) -> None:
-    root = out / "acl6060" / "2" / "acl_6060" / "dev"
+    root = out / "2" / "acl_6060" / "dev"  # as `unzip 2023.iwslt-1.2.dataset.zip` in OUT_DIR leaves it
     texts: dict[str, list[str]] = {lang: [] for lang in ("en", "de", "zh")}
     xml_docs: dict[str, list[str]] = {lang: [] for lang in texts}
     n = 0

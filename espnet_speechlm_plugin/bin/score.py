@@ -1,34 +1,44 @@
-"""Recipe stage 6: score decoded test sets and write RESULTS.md + results.json (+ MCIF submission XML).
+"""Recipe stage 6: score decoded test sets and write RESULTS.md + results.json (+ MCIF submission XML); or score
+MCIF output files against MCIF reference files exactly as the official evaluation does.
 
     python -m espnet_speechlm_plugin.bin.score --decode_dir exp/x/decode_test --ref_dir dump \
         --test_sets "test dev" --out_dir exp/x [--model_tag NAME] [--config exp/x/config.yaml] \
         [--comet_model /models/wmt22-comet-da] [--bertscore_model en=/models/roberta-large ...]
+    python -m espnet_speechlm_plugin.bin.score --ref_xml MCIF1.2.IF.short.de.ref.xml --hyp_xml output.xml \
+        [--track short|long] [--lang de ...] [--out_dir DIR] [--comet_model ...] [--bertscore_model ...]
 
-Reads `<decode_dir>/<set>/text` (stage 5) and `<ref_dir>/<set>/{text,prompt[,transcript]}`; prints RESULTS.md and
-writes it with results.json into --out_dir, and the hypotheses as IWSLT 2025 / MCIF XML (one file per test set and
-output language) into <out_dir>/mcif/. A metric whose model is not available offline is reported as
-"not computed: <why, how to fix>". The work is in `espnet_speechlm_plugin.scoring.report`.
+First form (per-utterance scoring, `scoring.report`): reads `<decode_dir>/<set>/text` (stage 5) and
+`<ref_dir>/<set>/{text,prompt[,transcript,mcif_id,mcif_ref]}`; prints RESULTS.md and writes it with results.json into
+--out_dir, and the hypotheses as one MCIF output file per test set into <out_dir>/mcif/. A test set with `mcif_ref`
+(the MCIF reference files it came from) is also scored with the official evaluation. `--hyp_xml` without
+`--ref_xml` scores output files against a data dir instead of the decode dir.
+Second form (`scoring.official`): every (track, language) task of the reference files, scored with the output
+files as the official `mcif_eval -t TRACK -l LANG -s OUTPUT -r REFERENCE` scores it; prints the scores (and writes
+RESULTS.md + results.json with --out_dir).
+A metric whose model is not available offline is reported as "not computed: <why, how to fix>".
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from pathlib import Path
 
-from espnet_speechlm_plugin.data.kaldi import KaldiFileError
+from espnet_speechlm_plugin.data.kaldi import KaldiFileError, write_atomic
+from espnet_speechlm_plugin.scoring import official
 from espnet_speechlm_plugin.scoring.bertscore import BertScoreOptions, per_language
 from espnet_speechlm_plugin.scoring.comet import DEFAULT_MODEL, CometOptions
+from espnet_speechlm_plugin.scoring.mcif import McifError
 from espnet_speechlm_plugin.scoring.report import ScoringError, ScoringOptions, run_scoring
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decode_dir", required=True, help="holds <test_set>/text with `utt hypothesis` lines")
-    parser.add_argument("--ref_dir", required=True, help="holds <test_set>/{text,prompt[,transcript]}")
-    parser.add_argument(
-        "--test_sets", required=True, nargs="+", help='test set names, space-separated ("test dev" or test dev)'
-    )
-    parser.add_argument("--out_dir", required=True, help="where RESULTS.md and results.json are written")
+    parser.add_argument("--decode_dir", help="holds <test_set>/text with `utt hypothesis` lines")
+    parser.add_argument("--ref_dir", help="holds <test_set>/{text,prompt[,transcript,mcif_id,mcif_ref]}")
+    parser.add_argument("--test_sets", nargs="+", help='test set names, space-separated ("test dev" or test dev)')
+    parser.add_argument("--out_dir", help="where RESULTS.md and results.json are written (needed unless --ref_xml)")
     parser.add_argument("--model_tag", default=None, help="model name in the header (default: out_dir's name)")
     parser.add_argument("--config", default=None, help="training config path, recorded in the header")
 
@@ -50,12 +60,22 @@ def get_parser() -> argparse.ArgumentParser:
                    help="rescale baseline file (LAYER,P,R,F); needed when bert_score ships none for the model")
     g.add_argument("--bertscore_batch_size", type=int, default=64)
 
-    g = parser.add_argument_group("MCIF submission XML")
+    g = parser.add_argument_group("MCIF XML")
     g.add_argument("--mcif_track", default="short", choices=["short", "long", "none"],
-                   help="track attribute of the exported XML; 'none' writes no XML (default: %(default)s)")
+                   help="track attribute of the exported XML (a test set with mcif_ref takes its references' "
+                        "track); 'none' writes no XML and runs no official evaluation (default: %(default)s)")
     g.add_argument("--hyp_xml", nargs="+", type=Path, default=None,
-                   help="score these MCIF XML files (one <task> each) instead of <decode_dir>/<set>/text; "
-                        "one test set only")
+                   help="MCIF output files (any number of <task>s each): with --ref_xml, the output to score "
+                        "officially; without, scored instead of <decode_dir>/<set>/text (one test set only)")
+    g.add_argument("--ref_xml", nargs="+", type=Path, default=None,
+                   help="MCIF reference files: score --hyp_xml with the official evaluation")
+    g.add_argument("--track", choices=["short", "long"], default=None,
+                   help="only tasks of this track (default: every track of the files)")
+    g.add_argument("--lang", nargs="+", default=None, help="with --ref_xml: only these languages (default: all)")
+    g.add_argument("--filter_modality", choices=["audio", "text", "video"], default=None,
+                   help="with --ref_xml: only reference samples with this modality (the official --filter-modality)")
+    g.add_argument("--breakdown_qa_types", action="store_true",
+                   help="with --ref_xml: also QA-BERTScore per qa_type and qa_origin (the official option)")
     return parser
 
 
@@ -73,20 +93,44 @@ def options_from_args(args: argparse.Namespace) -> ScoringOptions:
         )
     return ScoringOptions(comet=comet, bertscore=bertscore,
                           mcif_track=None if args.mcif_track == "none" else args.mcif_track,
-                          hyp_xml=list(args.hyp_xml or []))
+                          hyp_xml=list(args.hyp_xml or []), hyp_track=args.track)
+
+
+def run_official(args: argparse.Namespace, options: ScoringOptions) -> str:
+    """The second form: official scores of --hyp_xml against --ref_xml."""
+    if not args.hyp_xml:
+        raise McifError("--ref_xml needs --hyp_xml (the output files to score)")
+    results = official.run(args.ref_xml, args.hyp_xml, tracks=[args.track] if args.track else None,
+                           langs=args.lang, comet=options.comet, bertscore=options.bertscore,
+                           modality=args.filter_modality, breakdown_qa_types=args.breakdown_qa_types)
+    markdown = official.results_markdown(results, date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    if args.out_dir:
+        rows = [json.dumps(row, ensure_ascii=False) for row in official.rows(results, "mcif")]
+        write_atomic(Path(args.out_dir) / "results.json", "[\n" + ",\n".join(rows) + "\n]\n")
+        write_atomic(Path(args.out_dir) / "RESULTS.md", markdown)
+    return markdown
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    # Recipes pass --test_sets "test dev" as one word; accept both that and separate words.
-    test_sets = [name for value in args.test_sets for name in value.split()]
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not args.ref_xml:
+        missing = [f"--{name}" for name in ("decode_dir", "ref_dir", "test_sets", "out_dir")
+                   if getattr(args, name) is None and not (name == "decode_dir" and args.hyp_xml)]
+        if missing:
+            parser.error(f"the following arguments are required without --ref_xml: {', '.join(missing)}")
     try:
         options = options_from_args(args)
+        if args.ref_xml:
+            print(run_official(args, options))
+            return 0
+        # Recipes pass --test_sets "test dev" as one word; accept both that and separate words.
+        test_sets = [name for value in args.test_sets for name in value.split()]
         markdown = run_scoring(
-            args.decode_dir, args.ref_dir, test_sets, args.out_dir, model_tag=args.model_tag, config=args.config,
-            options=options,
+            args.decode_dir or "", args.ref_dir, test_sets, args.out_dir, model_tag=args.model_tag,
+            config=args.config, options=options,
         )
-    except (ScoringError, KaldiFileError, ValueError) as e:
+    except (ScoringError, KaldiFileError, McifError, ValueError) as e:
         print(f"score: error: {e}", file=sys.stderr)
         return 1
     print(markdown)

@@ -1,10 +1,13 @@
-"""Scoring (recipe stage 6): per-task metrics, the task-confusion diagnostic, RESULTS.md and results.json.
+"""Scoring (recipe stage 6): per-task metrics, the task-confusion diagnostic, RESULTS.md and results.json, and the
+official MCIF / IWSLT 2025 evaluation reproduced offline.
 
-- `metrics`: WER/CER (Whisper normalisers), sacreBLEU BLEU/chrF, exact match, unanswerable accuracy, and the
-  `TASK_METRICS` registry where further metrics (COMET, BERTScore) plug in;
+- `metrics`: WER/CER, sacreBLEU BLEU/chrF, exact match, unanswerable accuracy, and the `TASK_METRICS` registry where
+  further metrics (COMET, BERTScore) plug in; `normalizer`: the text normalisers as the official evaluation's;
 - `confusion`: `classify_output` labels what task one output performed; `confusion_matrix`, `is_confusion`;
-- `report`: reads decode/data dirs, scores every test set, writes the outputs (`run_scoring`);
-- entry point: `python -m espnet_speechlm_plugin.bin.score`.
+- `report`: reads decode/data dirs, scores every test set per utterance, writes the outputs (`run_scoring`);
+- `mcif`: MCIF reference and output XML files; `official`: the official scores of such files; `resegment`: what the
+  official mwerSegmenter makes of a talk's output;
+- entry point: `python -m espnet_speechlm_plugin.bin.score` (docs/scoring.md).
 """
 from espnet_speechlm_plugin.scoring.confusion import classify_output, identify_language
 from espnet_speechlm_plugin.scoring.metrics import LANGS, TASKS, UNANSWERABLE, is_unanswerable

@@ -153,8 +153,9 @@ def signature(r: Resolved) -> str:
                     use_fast_tokenizer=False)
 
 
-def bertscore_f1(refs: list[str], hyps: list[str], lang: str, options: BertScoreOptions) -> tuple[float, str]:
-    """Mean rescaled BERTScore F1 over the pairs, and the signature; `NotAvailable` if it cannot be computed."""
+def bertscore_f1_items(refs: list[str], hyps: list[str], lang: str, options: BertScoreOptions
+                       ) -> tuple[list[float], str]:
+    """Rescaled BERTScore F1 of every pair, and the signature; `NotAvailable` if it cannot be computed."""
     r = resolve(lang, options)  # before importing bert_score: a missing model is reported without that cost
     import bert_score
 
@@ -162,7 +163,15 @@ def bertscore_f1(refs: list[str], hyps: list[str], lang: str, options: BertScore
         hyps, refs, model_type=r.model_path, num_layers=r.num_layers, lang=lang, rescale_with_baseline=True,
         baseline_path=r.baseline, batch_size=options.batch_size, device=options.device,
     )
-    return f1.mean().item(), signature(r)
+    return f1.tolist(), signature(r)
+
+
+def bertscore_f1(refs: list[str], hyps: list[str], lang: str, options: BertScoreOptions) -> tuple[float, str]:
+    """Mean rescaled BERTScore F1 over the pairs (the official `F1.mean()`), and the signature."""
+    import torch
+
+    f1, sig = bertscore_f1_items(refs, hyps, lang, options)
+    return torch.tensor(f1).mean().item(), sig
 
 
 def make_bertscore_metric(options: BertScoreOptions) -> MetricFn:

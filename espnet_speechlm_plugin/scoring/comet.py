@@ -1,20 +1,22 @@
-"""COMET of speech translation (stage 6), computed as the IWSLT 2025 / MCIF evaluation does.
+"""COMET of speech translation in our per-utterance scoring (stage 6), called as the official MCIF evaluation calls it.
 
 Where it sits: `scoring.report` adds `make_comet_metric(options)` to the `translate` task's metrics; it returns the
-`comet` row of every (test set, target language).
+`comet` row of every (test set, target language). `scoring.official` uses `comet_system_score` for the official
+TRANS-COMET.
 
-The official evaluation loads `Unbabel/wmt22-comet-da` with `comet.load_from_checkpoint`, builds one
-{"src", "mt", "ref"} triple per reference sentence (src = the source-language transcript sentence, mt = the
-hypothesis re-segmented to the reference sentences by mwerSegmenter, character level for zh) and reports
-`model.predict(triples, batch_size=8, gpus=1).system_score`, the mean of the sentence scores. Ours is the same with:
+The official evaluation loads `Unbabel/wmt22-comet-da` with `comet.load_from_checkpoint` and reports
+`model.predict(triples, batch_size=8, gpus=1).system_score`, the mean of the sentence scores. Ours makes the same
+call with:
 - `--comet_model`: a hub name (looked up in the local Hugging Face cache only; nothing is downloaded), a model
   folder holding `checkpoints/model.ckpt`, or the `.ckpt` file itself; `none` turns COMET off;
-- the source sentence is the utterance's `transcript` (data dir); without it COMET is "not computed";
-- an utterance whose reference is given as several sentences (`text.sentences` / `transcript.sentences`, Kaldi
-  lines `utt sentence ||| sentence ...`) is re-segmented with `scoring.resegment` (our Python implementation of
-  mwerSegmenter's method); a short-form utterance is its own single sentence, as in MCIF's short track;
 - `gpus`: 1 when CUDA is available, else 0 (CPU), unless `--comet_gpus` says otherwise. The batch size does not
   change the scores beyond float rounding.
+Per-utterance triples: each utterance is one {"src": its `transcript`, "mt": its hypothesis, "ref": its reference}
+(without a transcript COMET is "not computed"); an utterance whose reference is given as several sentences
+(`text.sentences` / `transcript.sentences`, Kaldi lines `utt sentence ||| sentence ...`) is first cut into one piece
+per sentence with `scoring.resegment` (what mwerSegmenter returns). This is NOT the official short track, which
+joins the outputs of a talk's audio segments and re-segments them against the talk's reference sentences: for that,
+score the MCIF XML files with `scoring.official`.
 """
 from __future__ import annotations
 
@@ -25,10 +27,9 @@ from pathlib import Path
 from typing import Optional
 
 from espnet_speechlm_plugin.scoring.metrics import Group, MetricFn, MetricResult
-from espnet_speechlm_plugin.scoring.resegment import resegment
+from espnet_speechlm_plugin.scoring.resegment import CHARACTER_LEVEL_LANGS, resegment
 
 DEFAULT_MODEL = "Unbabel/wmt22-comet-da"
-CHARACTER_LEVEL_LANGS = {"zh"}  # re-segmented by characters, as the official evaluation does
 
 
 class NotAvailable(Exception):

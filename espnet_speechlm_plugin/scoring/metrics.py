@@ -16,14 +16,14 @@ can be negative) and repetition are fractions too.
 """
 from __future__ import annotations
 
-import functools
 import unicodedata
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import jiwer
 from sacrebleu.metrics import BLEU, CHRF
+
+from espnet_speechlm_plugin.scoring import normalizer
 
 # Output languages and tasks the prompt file may name (`utt lang task [question...]`).
 LANGS = ("en", "de", "it", "zh")
@@ -77,27 +77,15 @@ class MetricResult:
 
 
 # ----------------------------------------------------------------------------------------------------- WER / CER
-@functools.lru_cache(maxsize=None)
-def _normalizer(lang: str):
-    # Imported lazily: the English normaliser reads its spelling table at construction. The package's source
-    # has an invalid escape in a docstring, which warns on first import; that is noise for our users.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from whisper_normalizer.basic import BasicTextNormalizer
-        from whisper_normalizer.english import EnglishTextNormalizer
-    return EnglishTextNormalizer() if lang == "en" else BasicTextNormalizer()
-
-
 def normalizer_name(lang: str) -> str:
     """The text normaliser applied before WER/CER, as the IWSLT 2025 / MCIF evaluation does."""
-    if lang == "en":
-        return "whisper_normalizer EnglishTextNormalizer"
-    return "whisper_normalizer BasicTextNormalizer"
+    return normalizer.normalizer_name(lang)
 
 
 def normalize_for_wer(text: str, lang: str) -> str:
-    """Whisper's English normaliser for en, its basic normaliser otherwise; whitespace collapsed."""
-    return " ".join(_normalizer(lang)(text).split())
+    """The official normaliser (`scoring.normalizer`: Whisper's English one for en, its basic one otherwise);
+    whitespace collapsed."""
+    return " ".join(normalizer.normalize(text, lang).split())
 
 
 def _chars(text: str) -> str:

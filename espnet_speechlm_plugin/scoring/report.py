@@ -3,17 +3,24 @@
 Where it sits: stage 5 writes `<decode_dir>/<test_set>/text` (`utt hypothesis`); the test set's data dir
 `<ref_dir>/<test_set>/` holds `text` (references), `prompt` (`utt lang task [question...]`) and optionally
 `transcript` (`utt` + source-language transcript of the audio), `text.sentences`/`transcript.sentences`
-(long-form references split into sentences, for COMET's re-segmentation) and `mcif_id` (MCIF sample ids);
-`<ref_dir>/corpus_stats.json` is optional. When stage 5 ran the task-confusion diagnostic, its
-`<decode_dir>/<test_set>/diagnose/task_confusion.json` is read too (`scoring.diagnostic`).
+(long-form references split into sentences, for COMET's re-segmentation), `mcif_id` (MCIF sample ids) and
+`mcif_ref` (the MCIF reference files the test set came from); `<ref_dir>/corpus_stats.json` is optional. When
+stage 5 ran the task-confusion diagnostic, its `<decode_dir>/<test_set>/diagnose/task_confusion.json` is read too
+(`scoring.diagnostic`).
 `score_test_set` groups utterances by (task, output language), runs the metrics of `build_registry(options)`
 (`metrics.TASK_METRICS` + COMET + BERTScore + repetition) and the task-confusion labels of
-`confusion.classify_output`; `run_scoring` renders and writes RESULTS.md, results.json and the MCIF XML files
-(`scoring.mcif`) atomically. `bin/score.py` is the command-line entry point.
+`confusion.classify_output`; `run_scoring` writes the hypotheses as an MCIF output file (`scoring.mcif`), scores
+a test set with `mcif_ref` also with the official MCIF evaluation (`scoring.official`), and writes RESULTS.md and
+results.json atomically. `bin/score.py` is the command-line entry point.
+
+Two evaluations, never mixed in one number: our per-utterance scoring (every utterance against its own reference;
+the tables of RESULTS.md and the rows of results.json without an "evaluation" key) and, for MCIF test sets, the
+official one (talk-level joining and re-segmentation; its own section, rows with "evaluation": "mcif").
 
 results.json is a list of rows {"test_set", "task", "lang", "metric", "value", "n"} (n = utterances scored;
 a row of a metric that could not be computed has value null and a "note"); the diagnostic's rows have the test
-set `<test_set>:diagnose`, metric `task_confusion` and the asked task/language.
+set `<test_set>:diagnose`, metric `task_confusion` and the asked task/language. Rows of the official MCIF
+evaluation add "evaluation": "mcif" and "track"; their task is the MCIF task and their metric the official name.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from espnet_speechlm_plugin.data.kaldi import read_kaldi_lines, read_kaldi_text, write_atomic
-from espnet_speechlm_plugin.scoring import confusion, diagnostic, mcif
+from espnet_speechlm_plugin.scoring import confusion, diagnostic, mcif, official
 from espnet_speechlm_plugin.scoring.bertscore import BertScoreOptions, make_bertscore_metric
 from espnet_speechlm_plugin.scoring.comet import CometOptions, make_comet_metric
 from espnet_speechlm_plugin.scoring.metrics import (
@@ -56,8 +63,9 @@ class ScoringOptions:
     """What stage 6 computes beyond the option-free metrics of `metrics.TASK_METRICS`.
 
     comet/bertscore: None turns the metric off (no row at all); otherwise a model that is not available gives a
-    "not computed" row. mcif_track: None writes no MCIF XML. hyp_xml: score these MCIF XML files instead of the
-    decode dir's `text` (one test set only).
+    "not computed" row. mcif_track: None writes no MCIF XML (and runs no official evaluation); a test set with
+    `mcif_ref` takes the track of its references. hyp_xml: score these MCIF XML files instead of the decode dir's
+    `text` (one test set only); hyp_track: read only their tasks of this track (None: any).
     """
 
     comet: Optional[CometOptions] = field(default_factory=CometOptions)
@@ -65,6 +73,7 @@ class ScoringOptions:
     repetition: bool = True
     mcif_track: Optional[str] = "short"
     hyp_xml: list[Path] = field(default_factory=list)
+    hyp_track: Optional[str] = None
 
 
 def build_registry(options: ScoringOptions) -> dict[str, list[MetricFn]]:
@@ -153,10 +162,13 @@ class TestSetScore:
     hyp_source: str = ""  # where the hypotheses came from
     hyps: dict[str, str] = field(default_factory=dict)
     langs: dict[str, str] = field(default_factory=dict)  # utt -> output language (for the MCIF export)
+    official_results: list[official.OfficialResult] = field(default_factory=list)  # test sets with mcif_ref
+    official_notes: list[str] = field(default_factory=list)
 
 
 def load_groups(
-    decode_dir: Path, ref_dir: Path, test_set: str, hyp_xml: Optional[list[Path]] = None
+    decode_dir: Path, ref_dir: Path, test_set: str, hyp_xml: Optional[list[Path]] = None,
+    hyp_track: Optional[str] = None,
 ) -> tuple[list[Group], list[str], bool]:
     """Read one test set into (task, lang) groups; returns (groups, utterances missing a hypothesis,
     whether a transcript file was found). Hypotheses come from `<decode_dir>/<test_set>/text`, or from MCIF XML
@@ -182,7 +194,7 @@ def load_groups(
     transcripts = read_kaldi_text(transcript_path) if transcript_path.is_file() else {}
     if hyp_xml:
         try:
-            hyps = mcif.import_hypotheses(hyp_xml, data, {u: p.lang for u, p in prompts.items()})
+            hyps = mcif.import_hypotheses(hyp_xml, data, {u: p.lang for u, p in prompts.items()}, track=hyp_track)
         except mcif.McifError as e:
             raise ScoringError(str(e)) from None
     else:
@@ -230,7 +242,7 @@ def score_test_set(
 ) -> TestSetScore:
     options = ScoringOptions() if options is None else options
     registry = build_registry(options)
-    groups, missing, has_transcript = load_groups(decode_dir, ref_dir, test_set, options.hyp_xml)
+    groups, missing, has_transcript = load_groups(decode_dir, ref_dir, test_set, options.hyp_xml, options.hyp_track)
     score = TestSetScore(test_set, sum(g.n for g in groups), missing=missing, has_transcript=has_transcript)
     score.hyp_source = (", ".join(str(p) for p in options.hyp_xml) if options.hyp_xml
                         else str(Path(decode_dir) / test_set / "text"))
@@ -267,6 +279,7 @@ def results_rows(scores: list[TestSetScore]) -> list[dict]:
                 task, lang = asked.split(":")
                 rows.append({"test_set": f"{s.name}:diagnose", "task": task, "lang": lang,
                              "metric": "task_confusion", "value": rate, "n": n})
+        rows += official.rows(s.official_results, s.name)
     return rows
 
 
@@ -341,6 +354,9 @@ def render_test_set(s: TestSetScore) -> list[str]:
     lines += ["", "Notes:", ""] + notes + [""]
     if s.diagnostic is not None:
         lines += render_diagnostic(s.diagnostic, s.diagnostic_path)
+    if s.official_results or s.official_notes:
+        lines += official.render(s.official_results, f"{s.name}: official MCIF evaluation",
+                                 notes=s.official_notes)
     return lines
 
 
@@ -387,6 +403,10 @@ def render_results_md(
         f"- date: {date}",
         f"- hypotheses: {decode_dir}",
         f"- references: {ref_dir}",
+        "- evaluation: per-utterance scoring of this project (each utterance against its own reference; not the "
+        "official MCIF evaluation, whose short track joins the outputs of a talk); a test set that came from MCIF "
+        "references also has a section \"official MCIF evaluation\" (see docs/scoring.md)",
+        f"- versions: {official.versions()}",
         "- metrics: wer/cer/exact_match/unanswerable_acc/comet/bertscore_f1/repetition/task_confusion are fractions "
         "(lower wer/cer/repetition/task_confusion is better); bleu/chrf are sacreBLEU's 0-100; "
         "n/c = not computed (see notes)",
@@ -397,6 +417,53 @@ def render_results_md(
     if corpus_stats is not None:
         lines += render_corpus_stats(corpus_stats)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ official MCIF evaluation
+def score_officially(s: TestSetScore, data_dir: Path, mcif_dir: Path, options: ScoringOptions) -> None:
+    """Export `s`'s hypotheses as `mcif_dir/<test set>.xml` (not when they came from --hyp_xml files) and, when the
+    data dir names MCIF reference files (`mcif_ref`), add the official scores of every reference task whose language
+    the test set has. A reference task the official evaluation refuses gets a note saying why."""
+    refs = mcif.read_reference_list(data_dir)
+    if refs and not (data_dir / "mcif_id").is_file():
+        raise mcif.McifError(f"{data_dir / 'mcif_ref'} names MCIF references, but there is no {data_dir / 'mcif_id'} "
+                             f"mapping the utterances to their sample ids")
+    tasks = [(ref, track, lang) for ref in refs for track, lang in mcif.tasks_in(ref)]
+    tracks = sorted({track for _, track, _ in tasks})
+    if len(tracks) > 1:
+        raise mcif.McifError(f"{data_dir / 'mcif_ref'}: the reference files mix the tracks {tracks}; a test set "
+                             f"is one track")
+    track = tracks[0] if tracks else options.mcif_track
+    langs = set(s.langs.values())
+    if options.hyp_xml:
+        hyp_files = list(options.hyp_xml)
+    else:
+        required: dict[str, list[str]] = {}
+        for ref, t_track, lang in tasks:
+            if lang in langs:
+                required.setdefault(lang, []).extend(mcif.reference_ids(mcif.read_reference(ref, t_track, lang)))
+        path = mcif_dir / f"{s.name}.xml"
+        missing = set(s.missing)
+        hyps = {u: h for u, h in s.hyps.items() if u not in missing}
+        n_empty = mcif.export(hyps, s.langs, data_dir, path, track=track, name=s.name, required=required)
+        hyp_files = [path]
+        if tasks and n_empty:
+            s.official_notes.append(f"{n_empty} samples had no hypothesis (no output, or no utterance for a reference "
+                                    f"id) and were written empty into {path}")
+    for ref, t_track, lang in tasks:
+        if lang not in langs:
+            s.official_notes.append(f"{t_track} track, {lang} in {ref}: not scored, the test set has no utterance "
+                                    f"with output language {lang}")
+            continue
+        hyp = next((h for h in hyp_files if (t_track, lang) in mcif.tasks_in(h)), None)
+        if hyp is None:
+            s.official_notes.append(f"{t_track} track, {lang}: no task ({t_track}, {lang}) in {hyp_files}")
+            continue
+        try:
+            s.official_results.append(official.evaluate(hyp, ref, t_track, lang, comet=options.comet,
+                                                        bertscore=options.bertscore))
+        except mcif.McifError as e:
+            s.official_notes.append(f"{t_track} track, {lang}: the official evaluation stops: {e}")
 
 
 # -------------------------------------------------------------------------------------------------- writing
@@ -425,13 +492,20 @@ def run_scoring(
     options: Optional[ScoringOptions] = None,
 ) -> str:
     """Score every test set, write `out_dir/RESULTS.md`, `out_dir/results.json` and (unless `options.mcif_track`
-    is None) the MCIF XML files `out_dir/mcif/<test_set>.<lang>.xml`; return the markdown."""
+    is None) the MCIF output file `out_dir/mcif/<test_set>.xml`, scored officially when the test set has
+    `mcif_ref`; return the markdown."""
     options = ScoringOptions() if options is None else options
     if not test_sets:
         raise ScoringError("no test set given (--test_sets \"test dev\")")
     if options.hyp_xml and len(test_sets) != 1:
         raise ScoringError(f"--hyp_xml scores one test set, but {len(test_sets)} were given: {test_sets}")
     scores = [score_test_set(Path(decode_dir), Path(ref_dir), ts, options) for ts in test_sets]
+    if options.mcif_track is not None:
+        for s in scores:
+            try:
+                score_officially(s, Path(ref_dir) / s.name, Path(out_dir) / "mcif", options)
+            except mcif.McifError as e:
+                raise ScoringError(str(e)) from None
     markdown = render_results_md(
         scores,
         model_tag=model_tag or Path(out_dir).resolve().name,
@@ -443,13 +517,6 @@ def run_scoring(
     )
     # One row per line: readable, and diffs between runs stay small.
     rows = [json.dumps(row, ensure_ascii=False) for row in results_rows(scores)]
-    if options.mcif_track is not None and not options.hyp_xml:
-        for s in scores:
-            try:
-                mcif.export(s.hyps, s.langs, Path(ref_dir) / s.name, Path(out_dir) / "mcif", s.name,
-                            track=options.mcif_track)
-            except mcif.McifError as e:
-                raise ScoringError(str(e)) from None
     write_atomic(Path(out_dir) / "results.json", "[\n" + ",\n".join(rows) + "\n]\n")
     write_atomic(Path(out_dir) / "RESULTS.md", markdown)
     return markdown

@@ -1,13 +1,15 @@
 """LibriSpeech (OpenSLR 12) → English transcription data dirs.
 
-Layout as distributed (each ``<subset>.tar.gz`` unpacks into ``LibriSpeech/<subset>/``), see openslr.org/12 and
-the corpus README:
+Layout as distributed (each ``<subset>.tar.gz`` of openslr.org/12 unpacks into ``LibriSpeech/<subset>/``, e.g.
+``tar xzf test-other.tar.gz`` gives ``LibriSpeech/test-other/``), see openslr.org/12 and the corpus README:
 
     $LIBRISPEECH/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac      16 kHz FLAC
     $LIBRISPEECH/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt       "<speaker>-<chapter>-<utt> TEXT"
 
 Data dirs: ``librispeech_en_train`` (every ``train-*`` subset present: train-clean-100, train-clean-360,
-train-other-500), ``librispeech_en_dev`` (dev-clean), ``librispeech_en_test`` (test-clean); task transcribe.
+train-other-500), ``librispeech_en_dev`` (dev-clean), ``librispeech_en_test-clean`` and
+``librispeech_en_test-other`` (the two test sets ASR results are reported on, each when present); task
+transcribe.
 Transcripts are kept as distributed (upper case, no punctuation). Speaker "librispeech_en-<speaker>", utterance
 "<speaker>-<chapter>-<utt>" after it.
 """
@@ -18,12 +20,12 @@ from pathlib import Path
 
 from common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
 
-VERSION = 1
+VERSION = 2
 LAYOUT = """
-<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac     (subset: train-clean-100, dev-clean, test-clean, ...)
+<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac     (subset: train-clean-100, dev-clean, test-other, ...)
 <subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
 """
-SPLITS = {"dev": ("dev-clean",), "test": ("test-clean",)}
+SPLITS = {"dev": ("dev-clean",), "test-clean": ("test-clean",), "test-other": ("test-other",)}
 
 
 def source(path: str | None) -> Source:

@@ -1,6 +1,7 @@
 """Spoken-SQuAD → spoken question answering data dirs (English answers), with unanswerable examples.
 
-Layout as distributed (github.com/chiahsuan156/Spoken-SQuAD: the JSON files are in the repository; the audio is
+Layout as distributed (github.com/chiahsuan156/Spoken-SQuAD: the JSON files, spoken_train-v1.1.json and
+spoken_test-v1.1.json, are in the repository; the audio is
 ``Spoken-SQuAD_audio.zip`` (~50 GB) which holds two more zips, ``Spoken-SQuAD_audio/train_wav.zip`` and
 ``Spoken-SQuAD_audio/dev_wav.zip``; its README: each wav is "TopicIndex_ParagraphIndex_SentenceIndex.wav",
 following the structure of the SQuAD json file; the wavs are Google TTS at 24 kHz):
@@ -15,10 +16,14 @@ which is what the README describes. A passage's audio is its sentence wavs in se
 into ``<work_dir>/spokensquad/<split>/<topic>_<paragraph>.flac`` at the source rate (a one-sentence passage uses
 its wav directly); every question on the passage shares that file, so stage 2 featurises it once.
 
-Data dirs: ``spokensquad_en_train`` (spoken_train) and ``spokensquad_en_test`` (spoken_test); task answer,
+Data dirs: ``spokensquad_en_train`` and ``spokensquad_en_dev`` (spoken_train, split by article: the dev set is
+the ``--sqa_dev_fraction`` share of articles, at least ``MIN_DEV_ARTICLES``, whose titles hash lowest (SHA-256), so
+the split is the same on every machine and no article, hence no passage, is in both) and ``spokensquad_en_test``
+(spoken_test: SQuAD's dev set, the test set Spoken-SQuAD results are reported on); task answer,
 prompt ``en answer <question>``, target = the first reference answer as given (the ASR-transcript form, mostly
 lower case). ``--sqa_unanswerable_ratio r`` adds round(r × answerable) unanswerable examples: a question paired
-with a passage from another article (seeded, deterministic), target exactly ``UNANSWERABLE[lang]`` from
+with a passage from another article of the same split (seeded, deterministic; a dev question never meets a
+train passage), target exactly ``UNANSWERABLE[lang]`` from
 ``espnet_speechlm_plugin.scoring.metrics`` ("Not answerable.", "Nicht zu beantworten.", "Non è possibile
 rispondere.", "无法回答。").
 
@@ -27,12 +32,14 @@ questions and answers, e.g. from the pseudo-labelling stage (MT ensemble + COMET
 ``--sqa_translations DIR`` holding ``<lang>.tsv`` (header ``id<TAB>question<TAB>answer``; id = the SQuAD question
 id), this reader also writes ``spokensquad_<lang>_{train,test}`` with those questions and answers (and the
 unanswerable string of that language) over the same English audio; questions without a translation are dropped
-and counted. Without such files only English SQA is prepared.
+and counted. Without such files only English SQA is prepared. The spokensquad_<lang>_{train,dev,test} dirs of
+every language hold the same questions and passages.
 Speaker = the passage "spokensquad_<lang>-<topic>_<paragraph>"; utterance "<speaker>-<question id>", or
 "<speaker>-na-<question id>" for an unanswerable pairing.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -50,13 +57,15 @@ from common import CorpusError, Plan, Source, Utt, fingerprint, log, normalize_t
 
 from espnet_speechlm_plugin.scoring.metrics import UNANSWERABLE
 
-VERSION = 1
+VERSION = 2
 LAYOUT = """
 spoken_train-v1.1.json, spoken_test-v1.1.json
 Spoken-SQuAD_audio/train_wav/<topic>_<paragraph>_<sentence>.wav   (unzip Spoken-SQuAD_audio/train_wav.zip)
 Spoken-SQuAD_audio/dev_wav/<topic>_<paragraph>_<sentence>.wav     (unzip Spoken-SQuAD_audio/dev_wav.zip)
 """
 SPLITS = {"train": ("spoken_train-v1.1.json", "train_wav"), "test": ("spoken_test-v1.1.json", "dev_wav")}
+DEV_FRACTION = 0.02  # of the training articles: ~9 of Spoken-SQuAD's ~440, ~750 questions
+MIN_DEV_ARTICLES = 2  # unanswerable pairs need a passage of another article in the same split
 _WAV_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)\.wav$")
 
 
@@ -72,6 +81,7 @@ class Question:
     question: str
     answer: str
     context: str
+    title: str = ""  # the article's title
 
 
 def wav_dir(src: Source, split: str) -> Path:
@@ -97,14 +107,26 @@ def read_questions(path: Path) -> list[Question]:
         raise CorpusError(f"{path}: not a SQuAD-style JSON file with a 'data' list ({err})") from None
     out = []
     for t, article in enumerate(data):
+        title = str(article.get("title") or f"article {t}")
         for p, para in enumerate(article.get("paragraphs", [])):
             context = normalize_text(para.get("context", ""))
             for qa in para.get("qas", []):
                 answers = [normalize_text(a.get("text", "")) for a in qa.get("answers", [])]
                 answers = [a for a in answers if a]
                 out.append(Question(str(qa["id"]), t, p, normalize_text(qa.get("question", "")),
-                                    answers[0] if answers else "", context))
+                                    answers[0] if answers else "", context, title))
     return out
+
+
+def dev_topics(questions: list[Question], fraction: float) -> set[int]:
+    """The articles (topic indices) held out from spoken_train as the dev set: the ``fraction`` share (at least
+    MIN_DEV_ARTICLES, at most half) whose titles hash lowest; none for fraction 0."""
+    titles = {q.topic: q.title for q in questions}
+    if fraction <= 0 or len(titles) < 2:
+        return set()
+    n = min(max(MIN_DEV_ARTICLES, round(fraction * len(titles))), len(titles) // 2)
+    ranked = sorted(titles, key=lambda t: (hashlib.sha256(titles[t].encode("utf-8")).hexdigest(), t))
+    return set(ranked[:n])
 
 
 def sentence_wavs(directory: Path) -> dict[tuple[int, int], list[Path]]:
@@ -219,7 +241,10 @@ def build_utts(questions: list[Question], audio: dict[tuple[int, int], str], lan
 
 
 def plans(path: str | None, work_dir: str, unanswerable_ratio: float = 0.25, seed: int = 1,
-          translations_dir: str | None = None, nj: int = 1, **_options) -> list[Plan]:
+          translations_dir: str | None = None, nj: int = 1, dev_fraction: float = DEV_FRACTION,
+          **_options) -> list[Plan]:
+    if not 0 <= dev_fraction < 1:
+        raise CorpusError(f"--sqa_dev_fraction must be in [0, 1), got {dev_fraction}")
     src = source(path)
     work = Path(work_dir).resolve()
     langs = {"en": None}
@@ -231,26 +256,40 @@ def plans(path: str | None, work_dir: str, unanswerable_ratio: float = 0.25, see
         for lang in ("de", "it", "zh"):
             if (tdir / f"{lang}.tsv").is_file():
                 langs[lang] = tdir / f"{lang}.tsv"
+    # data dir split -> (JSON split, which articles: "train" = not held out, "dev" = held out, None = all)
+    splits = {"train": ("train", "train"), "test": ("test", None)}
+    if dev_fraction > 0:
+        splits = {"train": ("train", "train"), "dev": ("train", "dev"), "test": ("test", None)}
+    checked, caches = set(), {}
     out = []
-    for split, (json_name, _) in SPLITS.items():
+    for name, (json_split, part) in splits.items():
+        json_name = SPLITS[json_split][0]
         json_path = src.need(json_name)
-        wav_dir(src, split)  # layout check now, before any corpus is read
-        cache: dict = {}
+        if json_split not in checked:
+            wav_dir(src, json_split)  # layout check now, before any corpus is read
+            checked.add(json_split)
+        cache = caches.setdefault(json_split, {})
 
-        def produce(lang, tsv, split=split, json_path=json_path, cache=cache):
-            if "questions" not in cache:
+        def produce(lang, tsv, name=name, json_split=json_split, part=part, json_path=json_path, cache=cache):
+            if "questions" not in cache:  # one read of the JSON and the passage audio serves train and dev
                 cache["questions"] = read_questions(json_path)
-                cache["audio"] = passage_audio(src, split, work, nj)
+                cache["audio"] = passage_audio(src, json_split, work, nj)
+                cache["dev"] = dev_topics(cache["questions"], dev_fraction) if json_split == "train" else set()
+            questions, audio = cache["questions"], cache["audio"]
+            if part is not None:
+                keep = (lambda t: t in cache["dev"]) if part == "dev" else (lambda t: t not in cache["dev"])
+                questions = [q for q in questions if keep(q.topic)]
+                audio = {key: value for key, value in audio.items() if keep(key[0])}
             translations = read_translations(tsv) if tsv else None
-            return build_utts(cache["questions"], cache["audio"], lang, unanswerable_ratio, seed, split,
-                              translations)
+            return build_utts(questions, audio, lang, unanswerable_ratio, seed, name, translations)
 
         for lang, tsv in langs.items():
             # a translations file is identified by path, size and mtime: editing it rebuilds the dir
             stamp = f"{tsv}:{tsv.stat().st_size}:{tsv.stat().st_mtime_ns}" if tsv else None
-            fp = fingerprint("spoken_squad", VERSION, src.root(), split=split, unanswerable_ratio=unanswerable_ratio,
-                             seed=seed, translations=stamp)
+            fp = fingerprint("spoken_squad", VERSION, src.root(), split=name, unanswerable_ratio=unanswerable_ratio,
+                             seed=seed, translations=stamp,
+                             dev_fraction=dev_fraction if json_split == "train" else None)
             # translations may cover some splits only (e.g. train): a split without any is skipped, not an error
-            out.append(Plan(f"spokensquad_{lang}_{split}", fp,
+            out.append(Plan(f"spokensquad_{lang}_{name}", fp,
                             lambda lang=lang, tsv=tsv, produce=produce: produce(lang, tsv), optional=tsv is not None))
     return out

@@ -4,12 +4,14 @@
 #   ./run.sh --stage 3 --stop_stage 5 --nthreads 2
 # Stages (each logs "Stage N: …", skips work whose outputs are complete, and can be rerun alone):
 #   1 data prep (local/data.sh)           → data/<set>/{wav.scp,text,utt2spk,prompt}
-#   2 training mixes (only if train_mix_stage*) → data/<train_set>, data/<valid_set>, with caps and a report;
+#   2 training mixes (only if train_mix_stage*) → data/<train_set> without any valid/test clip, and one valid set
+#     per mix, data/<valid_set>_<mix name>, with caps and a report (data/<train_set>/mix_report.txt);
 #     features + initial models           → dump/<set>/{feats.scp,speech_shape,…}, exp/init (only if make_init)
-#   3 stage-1 alignment (frozen enc + LM) → exp/<tag>_stage1/
-#   4 stage-2 instruction SFT             → exp/<tag>_stage2/
+#   3 stage-1 alignment (frozen enc + LM) → exp/<tag>_stage1/  (validates on stage 1's valid set)
+#   4 stage-2 instruction SFT             → exp/<tag>_stage2/  (validates on stage 2's valid set)
 #   5 decode every test set               → exp/<tag>_stage2/decode_<model>/<set>/text
-#   6 score                               → exp/<tag>_stage2/RESULTS.md, results.json
+#   6 score                               → exp/<tag>_stage2/RESULTS.md, results.json, mcif/<set>.xml (the outputs
+#     as an MCIF output file; scored with the official MCIF evaluation too when dump/<set>/mcif_ref names references)
 #   7 pack (ESPnet model-zoo zip)         → exp/<tag>_stage2/packed/model.zip
 #   8 upload to the HF hub (only with --skip_upload false; --dry_run true writes the repo folder)
 set -euo pipefail
@@ -22,8 +24,8 @@ nthreads=1            # torch threads per process. 1 is robust when another proc
 ngpu=0               # GPUs per training job; > 1 trains with ESPnet DDP (one process per GPU). Decoding uses one.
 nj=2                  # parallel jobs for feature extraction (and CPU cores asked of slurm per job)
 train_set=train
-valid_set=dev
-test_sets="test"
+valid_set=dev         # with a training mix that lists 'valid:' dirs, that stage validates on <valid_set>_<mix name>
+test_sets="test"      # decoded and scored; their clips are also kept out of training (make_mix --exclude_dirs)
 tag=speechlm
 data_args=""          # passed to local/data.sh (read by the shell: quote values with spaces, '--corpora "a b"')
 train_mix_stage1=""   # mix YAMLs (data dirs, tasks, weights, duration caps): stage 2 combines their data dirs into
@@ -62,17 +64,37 @@ exp1="exp/${stage1_tag:-${tag}}_stage1"
 exp2="exp/${tag}_stage2"
 [ "${skip_stage1}" = true ] && exp1=""
 
-# data options of one training run: features, prompt and target of the train and valid sets, with shape files
+# The valid set of a training stage (its mix YAML as argument): <valid_set>_<mix name> when the mix lists 'valid:'
+# dirs (stage 2 builds it from them, so each stage validates on its own tasks), else <valid_set>.
+stage_valid_set() {
+    [ -n "$1" ] || { echo "${valid_set}"; return 0; }
+    ${python} -c 'import sys, yaml; from pathlib import Path
+with open(sys.argv[1], encoding="utf-8") as f: mix = yaml.safe_load(f) or {}
+print(f"{sys.argv[2]}_{Path(sys.argv[1]).stem}" if isinstance(mix, dict) and mix.get("valid") else sys.argv[2])' \
+        "$1" "${valid_set}"
+}
+valid_set1="$(stage_valid_set "${train_mix_stage1}")"
+valid_set2="$(stage_valid_set "${train_mix_stage2}")"
+valid_sets="${valid_set2}"
+if [ -n "${exp1}" ] && [ "${valid_set1}" != "${valid_set2}" ]; then valid_sets="${valid_set1} ${valid_set2}"; fi
+shared_valid=""       # data/<valid_set>, prepared by stage 1, when a stage validates on it (not built by a mix)
+if [[ " ${valid_sets} " == *" ${valid_set} "* ]]; then shared_valid="${valid_set}"; fi
+
+# data options of one training run: features, prompt and target of the train set (data_opts) and of a valid set
+# (valid_opts SET), with shape files
 data_opts() {
-    local s
-    for s in train valid; do
-        local d="dump/${train_set}"
-        [ "${s}" = valid ] && d="dump/${valid_set}"
-        echo "--${s}_data_path_and_name_and_type ${d}/feats.scp,speech,kaldi_ark"
-        echo "--${s}_data_path_and_name_and_type ${d}/prompt,prompt,text"
-        echo "--${s}_data_path_and_name_and_type ${d}/text,text,text"
-        echo "--${s}_shape_file ${d}/speech_shape"
-    done
+    local d="dump/${train_set}"
+    echo "--train_data_path_and_name_and_type ${d}/feats.scp,speech,kaldi_ark"
+    echo "--train_data_path_and_name_and_type ${d}/prompt,prompt,text"
+    echo "--train_data_path_and_name_and_type ${d}/text,text,text"
+    echo "--train_shape_file ${d}/speech_shape"
+}
+valid_opts() {
+    local d="dump/$1"
+    echo "--valid_data_path_and_name_and_type ${d}/feats.scp,speech,kaldi_ark"
+    echo "--valid_data_path_and_name_and_type ${d}/prompt,prompt,text"
+    echo "--valid_data_path_and_name_and_type ${d}/text,text,text"
+    echo "--valid_shape_file ${d}/speech_shape"
 }
 
 # the mix file training reads for a stage: data/<train_set>/<name of the YAML>.json
@@ -96,40 +118,72 @@ train() {  # train CONFIG OUTDIR EXTRA...: ESPnet Trainer; --resume makes a reru
         $(data_opts) "$@"
 }
 
+# SET... each once (unique), those not validated yet (pending), those with a data dir (existing)
+unique() { local s seen=" "; for s in "$@"; do [[ "${seen}" == *" ${s} "* ]] || { echo "${s}"; seen+="${s} "; }; done; }
+pending() { local s; for s in $(unique "$@"); do [[ "${validated}" == *" ${s} "* ]] || echo "${s}"; done; }
+existing() { local s; for s in $(unique "$@"); do [ -d "data/${s}" ] && echo "${s}"; done; return 0; }
 validated=" "
-validate() {  # validate SET: stop with file, line, utterance and what to do if data/SET is broken
-    local opts=(--config "${stage2_config}")
-    if [ "$1" = "${train_set}" ] || [ "$1" = "${valid_set}" ]; then opts+=(--train); fi
-    if [ "$1" = "${train_set}" ]; then opts+=(--min_dur "${min_dur}" --max_dur "${max_dur}"); fi
-    ${python} -m espnet_speechlm_plugin.bin.validate_data_dir "data/$1" "${opts[@]}"
-    validated+="$1 "
+validate() {  # validate KIND SET...: stop with file, line, utterance and what to do if a data/SET is broken
+    local kind="$1"; shift
+    [ $# -gt 0 ] || return 0
+    local opts=(--config "${stage2_config}") dirs=() s
+    case "${kind}" in
+        train) opts+=(--train --min_dur "${min_dur}" --max_dur "${max_dur}") ;;
+        valid) opts+=(--train) ;;
+    esac
+    for s in "$@"; do dirs+=("data/${s}"); done
+    ${python} -m espnet_speechlm_plugin.bin.validate_data_dir "${dirs[@]}" "${opts[@]}"
+    validated+="$* "
 }
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation → data/"
     eval "local/data.sh ${data_args}"
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        # a training mix builds data/<train_set> and data/<valid_set> in stage 2, which validates them then
-        if [ -d "data/${dset}" ]; then validate "${dset}"; fi
-    done
+    # a training mix builds data/<train_set> and its valid set in stage 2, which validates them then
+    if [ -z "${train_mix_stage1}${train_mix_stage2}" ]; then
+        # shellcheck disable=SC2046
+        validate train $(existing ${train_set})
+    fi
+    # shellcheck disable=SC2046,SC2086
+    validate valid $(existing ${shared_valid})
+    # shellcheck disable=SC2046,SC2086
+    validate test $(existing ${test_sets})
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "Stage 2: features → dump/"
     mixes="${train_mix_stage1} ${train_mix_stage2}"
     if [ -n "${mixes// /}" ]; then
-        log "Combining the training mixes ${mixes} → data/${train_set}, data/${valid_set} (report: mix_report.txt)"
+        # every valid and test clip is kept out of training: the mixes' valid dirs, the test sets and a shared
+        # data/<valid_set> (make_mix reports what it removed, per source)
+        exclude=()
+        # shellcheck disable=SC2086
+        for dset in $(unique ${test_sets}); do exclude+=("data/${dset}"); done
+        # shellcheck disable=SC2046,SC2086
+        for dset in $(existing ${shared_valid}); do exclude+=("data/${dset}"); done
+        log "Combining the training mixes ${mixes} → data/${train_set} and the valid sets ${valid_sets}," \
+            "without the clips of the valid and test sets (report: data/${train_set}/mix_report.txt)"
         # shellcheck disable=SC2086
         ${python} -m espnet_speechlm_plugin.bin.make_mix --mix ${mixes} --train_dir "data/${train_set}" \
-            --valid_dir "data/${valid_set}"
+            --valid_prefix "data/${valid_set}" --exclude_dirs "${exclude[@]}"
     fi
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
-        [[ "${validated}" == *" ${dset} "* ]] || validate "${dset}"
-        filt=()
-        if [ "${dset}" = "${train_set}" ]; then filt=(--min_dur "${min_dur}" --max_dur "${max_dur}"); fi
-        run_cmd --nj "${nj}" "dump/log/featurize.${dset}.log" ${python} -m espnet_speechlm_plugin.bin.featurize \
-            --data_dir "data/${dset}" --out_dir "dump/${dset}" --nj "${nj}" "${filt[@]}"
-    done
+    # shellcheck disable=SC2046
+    validate train $(pending ${train_set})
+    # shellcheck disable=SC2046,SC2086
+    validate valid $(pending ${valid_sets})
+    # shellcheck disable=SC2046,SC2086
+    validate test $(pending ${test_sets})
+    # two jobs: the training set (with its duration filter), then the valid and test sets together
+    run_cmd --nj "${nj}" "dump/log/featurize.${train_set}.log" ${python} -m espnet_speechlm_plugin.bin.featurize \
+        --data_dir "data/${train_set}" --out_dir "dump/${train_set}" --nj "${nj}" --min_dur "${min_dur}" \
+        --max_dur "${max_dur}"
+    # shellcheck disable=SC2086
+    eval_sets=$(unique ${valid_sets} ${test_sets} | grep -vx "${train_set}" || true)
+    if [ -n "${eval_sets}" ]; then
+        # shellcheck disable=SC2046,SC2086
+        run_cmd --nj "${nj}" "dump/log/featurize.eval.log" ${python} -m espnet_speechlm_plugin.bin.featurize \
+            --data_dir $(printf 'data/%s ' ${eval_sets}) --out_dir $(printf 'dump/%s ' ${eval_sets}) --nj "${nj}"
+    fi
     if [ "${make_init}" = true ]; then
         if [ -f exp/init/decoder/config.json ]; then
             log "exp/init exists: keeping the initial models"
@@ -164,7 +218,7 @@ fi
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ] && [ -n "${exp1}" ]; then
     log "Stage 3: stage-1 alignment (encoder + LM frozen) → ${exp1}"
     # shellcheck disable=SC2086
-    train "${stage1_config}" "${exp1}" $(mix_opts "${train_mix_stage1}") ${stage1_args}
+    train "${stage1_config}" "${exp1}" $(valid_opts "${valid_set1}") $(mix_opts "${train_mix_stage1}") ${stage1_args}
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
@@ -172,7 +226,8 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     init=()
     [ -n "${exp1}" ] && init=(--init_param "${exp1}/valid.loss.best.pth")
     # shellcheck disable=SC2086
-    train "${stage2_config}" "${exp2}" "${init[@]}" $(mix_opts "${train_mix_stage2}") ${stage2_args}
+    train "${stage2_config}" "${exp2}" "${init[@]}" $(valid_opts "${valid_set2}") $(mix_opts "${train_mix_stage2}") \
+        ${stage2_args}
 fi
 
 decode_dir="${exp2}/decode_${inference_model%.pth}"
@@ -205,6 +260,11 @@ fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: scoring → ${exp2}/RESULTS.md"
+    for dset in ${test_sets}; do
+        if [ -f "dump/${dset}/mcif_ref" ]; then
+            log "Stage 6: ${dset} came from MCIF references: ${exp2}/mcif/${dset}.xml is scored officially too"
+        fi
+    done
     # shellcheck disable=SC2086
     ${python} -m espnet_speechlm_plugin.bin.score --decode_dir "${decode_dir}" --ref_dir dump \
         --test_sets "${test_sets}" --out_dir "${exp2}" --model_tag "${tag}" --config "${exp2}/config.yaml" ${score_args}

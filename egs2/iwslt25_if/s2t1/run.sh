@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # iwslt25_if: the IWSLT 2025 instruction-following system of Instituto de Telecomunicações (arXiv 2506.17019):
 # w2v-BERT 2.0 → 3×Conv1d compression → Conformer length adapter → projector → Qwen2.5-0.5B/1.5B or Phi-4-mini,
-# stage-1 alignment on ASR, stage-2 instruction SFT on ASR + ST + spoken QA, decoding on ACL 60/60 dev.
+# stage-1 alignment on ASR, stage-2 instruction SFT on ASR + ST + spoken QA (each stage validating on its own
+# tasks), decoding and scoring where the paper's tasks are reported: ACL 60/60 dev (the IWSLT 2025 dev set; ASR,
+# en→de, en→zh), LibriSpeech test-clean and test-other (ASR), CoVoST 2 test (en→de, en→zh), FLEURS test (en→it) and
+# Spoken-SQuAD test (spoken QA: exact match, unanswerable accuracy, BERTScore). No clip of a valid or test set is
+# trained on (stage 2 removes them and counts them in data/train/mix_report.txt).
 # Edit db.sh (one path per corpus), then:
 #   ./run.sh --stage 1 --stop_stage 5                       # data, features, both training stages, decoding
 #   ./run.sh --model qwen2.5-1.5b --ngpu 2 --stage2_config conf/stage2_qwen2.5-1.5b_2gpu.yaml
@@ -9,12 +13,14 @@
 #   ./run.sh --cmd_backend slurm --slurm_opts "--partition gpu --time 48:00:00"
 #   ./run.sh --stage 1 --stop_stage 2 --corpora_root /tmp/fixture   # dry run on fixture corpora
 #                                         # (python -m espnet_speechlm_plugin.bin.make_fixture_corpora /tmp/fixture)
-#   ./run.sh --rehearsal true               # stages 1-7 with real-size random-weight models on CPU (docs/rehearsal.md)
+#   ./run.sh --corpora_root /data         # find every corpus db.sh leaves empty under /data by its release name
+#   ./run.sh --rehearsal true             # stages 1-7 with real-size random-weight models on CPU (docs/rehearsal.md)
 # Options of this script: --model qwen2.5-0.5b|qwen2.5-1.5b|phi-4-mini (conf/stage{1,2}_<model>.yaml),
 # --lora true|false, --pseudolabel true|false (stage 1 adds en→de/it/zh pseudo-labels of Common Voice English and
-# stage 2 trains on conf/train_mix_stage2_pl.yaml), --corpora "librispeech mls cv covost2 fleurs spokensquad acl6060", --corpora_root DIR,
-# --nj N (data prep and features). Every other option goes to ../../TEMPLATE/s2t1/speechlm.sh (see its header):
-# --stage, --stop_stage, --ngpu, --stage1_config, --stage2_config, --stage1_args "…", --train_mix_stage2 FILE …
+# stage 2 trains on conf/train_mix_stage2_pl.yaml), --corpora "librispeech mls cv covost2 fleurs spokensquad acl6060",
+# --corpora_root DIR (where local/data.sh looks for the corpora db.sh leaves empty), --nj N (data prep and
+# features). Every other option goes to ../../TEMPLATE/s2t1/speechlm.sh (see its header): --stage, --stop_stage,
+# --ngpu, --stage1_config, --stage2_config, --stage1_args "…", --train_mix_stage2 FILE, --test_sets "…" …
 set -euo pipefail
 
 model=qwen2.5-0.5b
@@ -45,6 +51,15 @@ if [ "${lora}" = true ]; then
     tag="${model}_lora"
 fi
 
+# decoded and scored in stages 5-6, and kept out of training in stage 2 (a set whose corpus is left out of
+# --corpora is skipped)
+test_sets=""
+for dset in acl6060_en_dev acl6060_en_de_dev acl6060_en_zh_dev \
+            librispeech_en_test-clean librispeech_en_test-other \
+            covost2_en_de_test covost2_en_zh_test fleurs_en_it_test spokensquad_en_test; do
+    if [[ " ${corpora} " == *" ${dset%%_*} "* ]]; then test_sets+="${test_sets:+ }${dset}"; fi
+done
+
 data_args="--corpora $(printf %q "${corpora}") --nj ${nj}"
 [ -n "${corpora_root}" ] && data_args+=" --corpora_root $(printf %q "${corpora_root}")"
 mix2=conf/train_mix_stage2.yaml
@@ -58,7 +73,7 @@ fi
     --train_mix_stage1 conf/train_mix_stage1.yaml \
     --train_mix_stage2 "${mix2}" \
     --train_set train --valid_set dev \
-    --test_sets "acl6060_en_dev acl6060_en_de_dev acl6060_en_zh_dev" \
+    --test_sets "${test_sets}" \
     --tag "${tag}" --stage1_tag "${model}" \
     --stage1_config "conf/stage1_${model}.yaml" \
     --stage2_config "${stage2_config}" \

@@ -3,11 +3,13 @@
 # text, utt2spk, spk2utt, prompt (utt lang task [question]), utt2dur, transcript and prep_info.json.
 # Run from the recipe directory. Options (each --name value):
 #   --corpora "librispeech mls cv covost2 fleurs spokensquad acl6060"   which corpora to prepare (default: all)
-#   --corpora_root DIR      every db.sh variable defaults under DIR (LibriSpeech/, mls_german/, cv-corpus/, ...),
-#                           e.g. fixture corpora from python -m espnet_speechlm_plugin.bin.make_fixture_corpora DIR
+#   --corpora_root DIR      find every corpus db.sh leaves empty under DIR by its release folder name (LibriSpeech/,
+#                           mls_german_opus/, cv-corpus-17.0-2024-03-15/, ...; see db.sh), e.g. fixture corpora
+#                           from python -m espnet_speechlm_plugin.bin.make_fixture_corpora DIR
 #   --nj N                  parallel processes for reading audio headers and building passage audio (4)
 #   --cv_train validated|train        Common Voice training clips: validated minus dev/test, or train.tsv
 #   --sqa_unanswerable_ratio R        unanswerable Spoken-SQuAD examples per answerable one (0.25)
+#   --sqa_dev_fraction F    share of Spoken-SQuAD training articles held out as spokensquad_<lang>_dev (0.02)
 #   --sqa_translations DIR            <lang>.tsv (id, question, answer) for de/it/zh questions (none: English only)
 #   --pseudolabel true      also translate data/cv_en_train into de/it/zh with the MT ensemble + COMETKiwi filter
 #                           → data/cv_en_train_pl (README "Pseudo-labelling"); with --pl_mt_models FILE,
@@ -25,6 +27,7 @@ corpora_root=""
 nj=4
 cv_train=validated
 sqa_unanswerable_ratio=0.25
+sqa_dev_fraction=0.02
 sqa_translations=""
 extra_args=""
 pseudolabel=false
@@ -50,7 +53,8 @@ python=python3
     --librispeech "${LIBRISPEECH}" --mls_de "${MLS_DE}" --mls_it "${MLS_IT}" \
     --commonvoice "${COMMONVOICE}" --covost2 "${COVOST2}" --covost2_cv_en "${COVOST2_CV_EN}" \
     --fleurs "${FLEURS}" --spoken_squad "${SPOKEN_SQUAD}" --acl6060 "${ACL6060}" \
-    --cv_train "${cv_train}" --sqa_unanswerable_ratio "${sqa_unanswerable_ratio}" \
+    --corpora_root "${corpora_root}" --cv_train "${cv_train}" \
+    --sqa_unanswerable_ratio "${sqa_unanswerable_ratio}" --sqa_dev_fraction "${sqa_dev_fraction}" \
     --sqa_translations "${sqa_translations}" ${extra_args}
 
 if [ "${pseudolabel}" = true ]; then
