@@ -205,8 +205,14 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
     gc_active = False
     try:
         for le, ld in ((1, 1), (2, 1), (1, 2)):
-            torch.manual_seed(0)
-            model = SpeechLMTask.build_model(_reduced_args(args, le, ld, tmp))
+            # built on meta, then given real (zeroed) storage: sizes do not depend on values, and a random
+            # init of a 200k-row embedding would cost more than the measurement
+            with torch.device("meta"):
+                model = SpeechLMTask.build_model(_reduced_args(args, le, ld, tmp))
+            model = model.to_empty(device="cpu")
+            with torch.no_grad():
+                for t in list(model.parameters()) + list(model.buffers()):
+                    t.zero_()
             vocab = model.decoder.lm.get_input_embeddings().num_embeddings
             for name, p in model.named_parameters():
                 if _frozen(name, args.freeze_param or []):

@@ -47,7 +47,7 @@ def big_files(work: Path, min_bytes: int = 100 * 2**20) -> dict:
 
 def _stage_rows(stages: List[dict]) -> List[str]:
     rows = ["| step | status | wall (s) | peak RSS (GB) | s / update | checkpoint files (GB) |",
-            "|---|---|---:|---:|---:|---|"]
+            "|---|---|---:|---:|---:|---|"]  # wall: from the moment the step held the lock
     for s in stages:
         ckpt = ", ".join(f"{k} {_gb(v)}" for k, v in (s.get("checkpoint_bytes") or {}).items())
         step = f"{s['train_time_s']:.1f}" if "train_time_s" in s else ""
@@ -78,8 +78,9 @@ def render(report: dict) -> str:
     run = report["run"]
     size = "real-size" if run.get("size", "real") == "real" else "TINY stand-in (harness check, not the rehearsal)"
     lines = [f"# Rehearsal of egs2/iwslt25_if/s2t1: {size} architectures, random weights, CPU", "",
-             f"Result: **{'passed' if report['ok'] else 'FAILED'}** in {run.get('wall_s', 0) / 60:.1f} min "
-             f"(size {run.get('size')}, models {', '.join(run.get('models', []))}, {run.get('updates')} updates per "
+             f"Result: **{'passed' if report['ok'] else 'FAILED'}** in {report['work_s'] / 60:.1f} min of work "
+             f"({run.get('wall_s', 0) / 60:.1f} min elapsed, {report['lock_wait_s'] / 60:.1f} min of it waiting for "
+             f"the machine's lock) (size {run.get('size')}, models {', '.join(run.get('models', []))}, {run.get('updates')} updates per "
              f"training stage, batch_bins {run.get('batch_bins')}, decoding capped at {run.get('max_new_tokens')} "
              "new tokens: a random LM never emits <|endoftext|>).", "",
              "## Steps", "", "Peak RSS is that of the largest process of the step; s / update is ESPnet's mean "
@@ -138,7 +139,9 @@ def write_report(work: Path, stages: Optional[List[dict]] = None, run: Optional[
         run = json.loads(prev.read_text(encoding="utf-8")).get("run")
     plan_path = work / "memory_plan.json"
     plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.exists() else []
-    report = dict(ok=bool(stages) and all(s["status"] == "ok" for s in stages), stages=stages, memory_plan=plan,
+    report = dict(ok=bool(stages) and all(s["status"] == "ok" for s in stages),
+                  work_s=round(sum(s.get("wall_s", 0) for s in stages), 1),
+                  lock_wait_s=round(sum(s.get("lock_wait_s", 0) for s in stages), 1), stages=stages, memory_plan=plan,
                   run=run or {}, overrides=OVERRIDES, not_on_cpu=[NOT_ON_CPU], big_files=big_files(work),
                   cleaned_up=cleanup)
     for name, text in (("report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n"),

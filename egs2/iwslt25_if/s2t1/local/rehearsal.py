@@ -121,21 +121,30 @@ class Rehearsal:
         log = self.logs / (re.sub(r"[^\w.-]+", "_", name).strip("_") + ".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         full = [str(c) for c in cmd]
-        if self.a.heavy_lock:
-            full = ["flock", "-x" if heavy else "-s", self.a.heavy_lock] + full
+        started = log.with_suffix(".started")
+        started.unlink(missing_ok=True)
+        if self.a.heavy_lock:  # the time spent waiting for the lock is not the step's: note when it starts
+            full = ["flock", "-x" if heavy else "-s", self.a.heavy_lock, "bash", "-c",
+                    'date +%s.%N > "$0" && exec "$@"', str(started)] + full
         print(f"[rehearsal] {name}: {step['command']}  (log: {log})", flush=True)
         t0 = time.time()
         with open(log, "w", encoding="utf-8") as f:
             proc = subprocess.Popen(full, cwd=cwd or self.recipe, env=self.env, stdout=f, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(proc.pid, 0)
+        t1 = time.time()
         proc.returncode = os.waitstatus_to_exitcode(status)
-        step.update(wall_s=round(time.time() - t0, 1), peak_rss_gb=round(usage.ru_maxrss / 2**20, 2),
+        start = float(started.read_text().strip()) if started.exists() else t0
+        started.unlink(missing_ok=True)
+        step.update(wall_s=round(t1 - start, 1), peak_rss_gb=round(usage.ru_maxrss / 2**20, 2),
                     log=str(log.relative_to(self.work)), status="ok" if proc.returncode == 0 else "failed")
+        if self.a.heavy_lock:
+            step["lock_wait_s"] = round(start - t0, 1)
         if proc.returncode != 0:
             step["exit_code"] = proc.returncode
             step["log_tail"] = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
             self.failed.add(name)
-        print(f"[rehearsal] {name}: {step['status']} in {step['wall_s']} s, peak RSS {step['peak_rss_gb']} GB",
+        print(f"[rehearsal] {name}: {step['status']} in {step['wall_s']} s, peak RSS {step['peak_rss_gb']} GB"
+              + (f" (after {step['lock_wait_s']} s waiting for {self.a.heavy_lock})" if self.a.heavy_lock else ""),
               flush=True)
         self.steps.append(step)
         self.save()
@@ -195,7 +204,9 @@ class Rehearsal:
                  heavy=self.real, needs=data)
         self.run("scorers: COMET, COMETKiwi, BERTScore stand-ins",
                  [self.python, "-m", "espnet_speechlm_plugin.bin.make_standin_scorers", "--out_dir",
-                  str(self.work / "scorers"), "--text", "dump/train/text", "dump/dev/text"], heavy=False, needs=data)
+                  str(self.work / "scorers"), "--text", *sorted(str(p.relative_to(self.recipe)) for p in
+                                                                 self.recipe.glob("dump/*/text"))],
+                 heavy=False, needs=data)
         for model in a.models:
             self.rehearse_model(model)
         if a.memory_plan != "none":
