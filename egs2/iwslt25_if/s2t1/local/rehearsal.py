@@ -6,10 +6,12 @@
 What runs, in a recipe copy under exp/rehearsal/recipe/ (links to this recipe's run.sh, conf/, local/, …, so the real
 config files are what runs; its data/, dump/, exp/ never mix with a real run's):
   corpora     fixture corpora in the real releases' layouts (make_fixture_corpora), unless --corpora_root
-  stage 1-2   ./run.sh stages 1 and 2: data prep, training mixes, features
+  stage 1-2   ./run.sh --pseudolabel true stages 1 and 2: data prep with pseudo-labelling (MT stand-in + COMETKiwi
+              stand-in, the recipe's threshold), training mixes, features
+  stand-ins   an M2M100 MT model and COMETKiwi for pseudo-labelling, COMET and a BERT for scoring, small and random,
+              in their libraries' layouts (bin/make_standins)
   init        w2v-BERT 2.0 and Qwen2.5 rebuilt from the bundled config.json files with random weights, written with
               save_pretrained, plus a Qwen2-style tokenizer trained on the corpus (bin/make_real_init)
-  scorers     COMET, COMETKiwi and BERTScore stand-ins in their libraries' layouts (bin/make_standin_scorers)
   per model   ./run.sh --model M [--lora true] stages 3 (stage-1 alignment), 4 (stage-2 SFT), 5 (decode every
               test set + the task-confusion diagnostic), 6 (score), 7 (pack); then the packed zip is reloaded with
               SpeechLMInference.from_pretrained and its outputs compared with stage 5's (local/rehearsal_reload.py)
@@ -28,6 +30,7 @@ steps that need it are skipped; the exit status is non-zero then.
 Options (--name value):
   --corpora_root DIR      real-layout corpora to use instead of the fixtures
   --size real|tiny        tiny: the same configs with shrunken architectures, for developing the harness (real)
+  --pseudolabel true|false   stage 1 pseudo-labels Common Voice English with the stand-ins (true)
   --models "…"            qwen2.5-0.5b (full stage 2) and/or qwen2.5-1.5b_lora (LoRA stage 2) (both)
   --updates N             optimizer updates per training stage (2)
   --batch_bins N          training batch (numel of 160-dim fbank: 8000 per second of audio) (32000)
@@ -71,6 +74,7 @@ def parse_args(argv):
     p.add_argument("--corpora_root", default="")
     p.add_argument("--size", choices=["real", "tiny"], default="real")
     p.add_argument("--models", default=" ".join(MODELS))
+    p.add_argument("--pseudolabel", default="true", **tf)
     p.add_argument("--updates", type=int, default=2)
     p.add_argument("--batch_bins", type=int, default=32000)
     p.add_argument("--max_new_tokens", type=int, default=8)
@@ -172,7 +176,8 @@ class Rehearsal:
         return str(root)
 
     def run_sh(self, *args):
-        return ["./run.sh", "--nj", "1", "--ngpu", "0", "--corpora_root", self.corpora_root, *args]
+        return ["./run.sh", "--nj", "1", "--ngpu", "0", "--corpora_root", self.corpora_root,
+                "--pseudolabel", self.a.pseudolabel, *args]
 
     def training_args(self, model: str) -> str:
         """Overrides of one training stage: the init folders, the batch and the run length; nothing else."""
@@ -192,8 +197,20 @@ class Rehearsal:
         a = self.a
         self.prepare()
         self.corpora_root = self.corpora()
-        self.run("stage 1: data prep", self.run_sh("--stage", "1", "--stop_stage", "1"), heavy=False,
-                 needs=["corpora"])
+        standins = self.work / "standins"
+        stage1 = ["--stage", "1", "--stop_stage", "1"]
+        needs1 = ["corpora"]
+        if a.pseudolabel == "true":
+            self.run("stand-ins: MT model, COMETKiwi", [self.python, "-m", "espnet_speechlm_plugin.bin.make_standins",
+                                                       "--out_dir", standins, "--what", "mt", "cometkiwi"],
+                     heavy=False)
+            needs1.append("stand-ins: MT model, COMETKiwi")
+            # local/data.sh's options (run.sh's own --data_args, plus the pseudo-labelling models)
+            stage1 += ["--data_args", " ".join(shlex.quote(str(x)) for x in (
+                "--nj", 1, "--corpora_root", self.corpora_root, "--pseudolabel", "true", "--pl_mt_models",
+                standins / "mt_models.yaml", "--pl_qe_model", standins / "cometkiwi" / "checkpoints" / "model.ckpt",
+                "--pl_args", "--no_progress"))]
+        self.run("stage 1: data prep", self.run_sh(*stage1), heavy=False, needs=needs1)
         self.run("stage 2: mixes and features", self.run_sh("--stage", "2", "--stop_stage", "2"), heavy=False,
                  needs=["stage 1: data prep"])
         data = ["stage 2: mixes and features"]
@@ -202,11 +219,10 @@ class Rehearsal:
                  [self.python, "-m", "espnet_speechlm_plugin.bin.make_real_init", "--text", "dump/train/text",
                   "dump/train/prompt", "--out_dir", "exp/init", "--size", a.size, "--models", *hubs],
                  heavy=self.real, needs=data)
-        self.run("scorers: COMET, COMETKiwi, BERTScore stand-ins",
-                 [self.python, "-m", "espnet_speechlm_plugin.bin.make_standin_scorers", "--out_dir",
-                  str(self.work / "scorers"), "--text", *sorted(str(p.relative_to(self.recipe)) for p in
-                                                                 self.recipe.glob("dump/*/text"))],
-                 heavy=False, needs=data)
+        self.run("stand-ins: COMET, BERTScore", [
+            self.python, "-m", "espnet_speechlm_plugin.bin.make_standins", "--out_dir", standins, "--what", "comet",
+            "bert", "--text", *sorted(str(p.relative_to(self.recipe)) for p in self.recipe.glob("dump/*/text"))],
+            heavy=False, needs=data)
         for model in a.models:
             self.rehearse_model(model)
         if a.memory_plan != "none":
@@ -239,11 +255,11 @@ class Rehearsal:
                       heavy=self.real, needs=[s4["name"]], info=dict(model=model, stage=5, exp_dir=m["exp2"],
                                                                  decode_args=decode, diagnose_n=a.diagnose_n))
         self.measure_decoding(s5, exp2)
-        score_args = (self.work / "scorers" / "score_args.txt").read_text(encoding="utf-8").strip() \
-            if (self.work / "scorers" / "score_args.txt").exists() else ""
+        score_args_file = self.work / "standins" / "score_args.txt"
+        score_args = score_args_file.read_text(encoding="utf-8").strip() if score_args_file.exists() else ""
         s6 = self.run(f"{model}: stage 6 ({STAGE_NAMES[6]})",
                       self.run_sh(*m["run"], "--stage", "6", "--stop_stage", "6", "--score_args", score_args),
-                      heavy=False, needs=[s5["name"], "scorers: COMET, COMETKiwi, BERTScore stand-ins"],
+                      heavy=False, needs=[s5["name"], "stand-ins: COMET, BERTScore"],
                       info=dict(model=model, stage=6, exp_dir=m["exp2"]))
         self.check_scores(s6, exp2)
         s7 = self.run(f"{model}: stage 7 ({STAGE_NAMES[7]})",

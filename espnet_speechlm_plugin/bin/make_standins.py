@@ -1,21 +1,26 @@
-"""Small stand-ins for the neural scorers, built offline: COMET (wmt22-comet-da style), COMETKiwi (QE) and a BERT
-for BERTScore, each saved in the on-disk layout its library loads, so the real loading and scoring code runs.
+"""Small stand-ins for the hub models the recipe uses besides the speech LLM, built offline: COMET
+(wmt22-comet-da style) and a BERT for BERTScore (stage 6), COMETKiwi (QE) and an M2M100 MT model (pseudo-labelling,
+stage 1), each saved in the on-disk layout its library loads, so the real loading and scoring code runs.
 
-Where it sits: the rehearsal of the IWSLT recipe (``egs2/iwslt25_if/s2t1/run.sh --rehearsal true``) scores with these
-so that every metric row of RESULTS.md is computed without the hub; the tests build the same models. The numbers
-they give mean nothing (random weights); what is proved is the path: COMET's ``load_from_checkpoint``/``predict``,
-bert_score's ``score`` with a local folder, a layer and a rescale baseline.
+Where it sits: the rehearsal of the IWSLT recipe (``egs2/iwslt25_if/s2t1/run.sh --rehearsal true``) uses these so
+that pseudo-labelling runs and every metric row of RESULTS.md is computed without the hub; the tests build the same
+models. Their outputs mean nothing (random weights); what is proved is the path: COMET's
+``load_from_checkpoint``/``predict``, bert_score's ``score`` with a local folder, a layer and a rescale baseline,
+transformers' ``generate`` of a seq2seq MT model chosen by the MT-ensemble YAML.
 
-    python -m espnet_speechlm_plugin.bin.make_standin_scorers --out_dir exp/scorers --text dump/*/text
+    python -m espnet_speechlm_plugin.bin.make_standins --out_dir exp/standins --what mt cometkiwi
+    python -m espnet_speechlm_plugin.bin.make_standins --out_dir exp/standins --what comet bert --text dump/*/text
 
-Layout written (COMET's ``download_model`` layout; a BERT folder as ``save_pretrained`` leaves it):
+Layout written (COMET's ``download_model`` layout; model folders as ``save_pretrained`` leaves them):
 
     <out_dir>/comet/checkpoints/model.ckpt  + hparams.yaml + xlmr/   reference-based RegressionMetric
     <out_dir>/cometkiwi/checkpoints/model.ckpt + …                    reference-free UnifiedMetric (sigmoid head)
-    <out_dir>/bert/                          a random BERT with a word-level vocabulary of the corpus
+    <out_dir>/bert/                          a random BERT with a word-level vocabulary of the texts
     <out_dir>/bert/baseline.tsv              its rescale baseline (LAYER,P,R,F), computed like bert_score's:
-                                             mean scores of unrelated sentence pairs of the corpus, per layer
-    <out_dir>/score_args.txt                 the options of bin/score that use them
+                                             mean scores of unrelated sentence pairs of the texts, per layer
+    <out_dir>/score_args.txt                 the options of bin/score that use COMET and the BERT
+    <out_dir>/m2m100/                        a tiny M2M100 with its tokenizer (language tokens __de__ …)
+    <out_dir>/mt_models.yaml                 an MT-ensemble YAML (conf/pseudolabel/mt_models.yaml's format) naming it
 
 Builds are seeded: the same texts give the same files and scores.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import random
 import re
 import unicodedata
@@ -179,37 +185,94 @@ def write_bert_baseline(model_dir: Path, texts: Sequence[str], out: Path, layers
     return out
 
 
-def make_standin_scorers(out_dir: str, texts: Sequence[str], seed: int = 0) -> list[str]:
-    """Build all three under ``out_dir`` (kept if already there) and return the options of ``bin/score``."""
+def build_tiny_m2m100(out_dir: Path, seed: int = 0, texts: Optional[Sequence[str]] = None) -> Path:
+    """A tiny ``M2M100ForConditionalGeneration`` with its ``M2M100Tokenizer`` (sentencepiece model, vocab.json, the
+    ``__xx__`` language tokens as special tokens, as facebook/m2m100_1.2B has them), saved to ``out_dir``."""
+    import sentencepiece as spm
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proto = train_sentencepiece(300, texts)
+    (out_dir / "sentencepiece.bpe.model").write_bytes(proto)
+    proc = spm.SentencePieceProcessor(model_proto=proto)
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>"])}
+    for i in range(proc.get_piece_size()):
+        vocab.setdefault(proc.id_to_piece(i), len(vocab))
+    (out_dir / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    files = str(out_dir / "vocab.json"), str(out_dir / "sentencepiece.bpe.model")
+    tok = M2M100Tokenizer(*files)
+    tok = M2M100Tokenizer(*files, additional_special_tokens=list(tok.lang_token_to_id))
+    tok.save_pretrained(out_dir)
+    torch.manual_seed(seed)
+    config = M2M100Config(vocab_size=max(tok.lang_token_to_id.values()) + 9, d_model=32, encoder_layers=1,
+                          decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                          decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                          decoder_start_token_id=tok.eos_token_id)
+    M2M100ForConditionalGeneration(config).save_pretrained(out_dir)
+    return out_dir
+
+
+def write_mt_yaml(path: Path, m2m100: Path, langs: Sequence[str] = ("de", "it", "zh")) -> Path:
+    """An MT-ensemble YAML (``conf/pseudolabel/mt_models.yaml``'s format) with the stand-in M2M100 alone."""
+    entry = dict(tag="m2m100-standin", name_or_path=str(m2m100), src_lang="en", target="forced_bos",
+                 generate=dict(num_beams=2, max_new_tokens=16), langs={lang: lang for lang in langs})
+    path.write_text("# stand-in MT ensemble of the rehearsal (bin/make_standins)\n"
+                    + yaml.safe_dump(dict(models=[entry]), sort_keys=False), encoding="utf-8")
+    return path
+
+
+WHAT = ("comet", "cometkiwi", "bert", "mt")
+
+
+def make_standins(out_dir: str, what: Sequence[str] = WHAT, texts: Sequence[str] = (), seed: int = 0) -> dict:
+    """Build the stand-ins named in ``what`` under ``out_dir`` (each kept if already there); returns their paths
+    (and ``score_args``: the options of ``bin/score`` for COMET and BERTScore when both were asked for)."""
     out = Path(out_dir)
-    comet = out / "comet" / "checkpoints" / "model.ckpt"
-    if not comet.exists():
-        build_tiny_comet(out / "comet", "ref", seed, texts=list(texts) + SP_TEXT)
-    kiwi = out / "cometkiwi" / "checkpoints" / "model.ckpt"
-    if not kiwi.exists():
-        build_tiny_comet(out / "cometkiwi", "qe", seed, texts=list(texts) + SP_TEXT)
-    bert, baseline = out / "bert", out / "bert" / "baseline.tsv"
-    if not baseline.exists():
-        build_tiny_bert(bert, list(texts) + SP_TEXT, seed=seed)
-        write_bert_baseline(bert, texts, baseline, seed=seed)
-    args = ["--comet_model", str(comet), "--bertscore_model", str(bert), "--bertscore_num_layers",
-            str(BERT_LAYERS), "--bertscore_baseline", str(baseline)]
-    (out / "score_args.txt").write_text(" ".join(args) + "\n", encoding="utf-8")
-    return args
+    texts = list(texts)
+    paths = {}
+    if "comet" in what:
+        paths["comet"] = out / "comet" / "checkpoints" / "model.ckpt"
+        if not paths["comet"].exists():
+            build_tiny_comet(out / "comet", "ref", seed, texts=texts + SP_TEXT)
+    if "cometkiwi" in what:
+        paths["cometkiwi"] = out / "cometkiwi" / "checkpoints" / "model.ckpt"
+        if not paths["cometkiwi"].exists():
+            build_tiny_comet(out / "cometkiwi", "qe", seed, texts=texts + SP_TEXT)
+    if "bert" in what:
+        if len(set(texts)) < 2:
+            raise ValueError("the BERTScore stand-in needs texts (--text): its vocabulary and baseline come from them")
+        paths["bert"], paths["bert_baseline"] = out / "bert", out / "bert" / "baseline.tsv"
+        if not paths["bert_baseline"].exists():
+            build_tiny_bert(paths["bert"], texts + SP_TEXT, seed=seed)
+            write_bert_baseline(paths["bert"], texts, paths["bert_baseline"], seed=seed)
+    if "mt" in what:
+        paths["mt"] = out / "m2m100"
+        if not (paths["mt"] / "config.json").exists():
+            build_tiny_m2m100(paths["mt"], seed, texts + SP_TEXT)
+        paths["mt_yaml"] = write_mt_yaml(out / "mt_models.yaml", paths["mt"])
+    if "comet" in paths and "bert" in paths:
+        args = ["--comet_model", str(paths["comet"]), "--bertscore_model", str(paths["bert"]),
+                "--bertscore_num_layers", str(BERT_LAYERS), "--bertscore_baseline", str(paths["bert_baseline"])]
+        (out / "score_args.txt").write_text(" ".join(args) + "\n", encoding="utf-8")
+        paths["score_args"] = " ".join(args)
+    return {k: str(v) for k, v in paths.items()}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", required=True)
-    p.add_argument("--text", nargs="+", required=True,
-                   help="Kaldi text files (utt text): the vocabularies and the BERTScore baseline come from them")
+    p.add_argument("--what", nargs="+", choices=WHAT, default=list(WHAT))
+    p.add_argument("--text", nargs="*", default=[],
+                   help="Kaldi text files (utt text): vocabularies and the BERTScore baseline come from them")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     texts = []
     for path in a.text:
         with open(path, encoding="utf-8") as f:
             texts += [line.rstrip("\n").partition(" ")[2] for line in f]
-    print(" ".join(make_standin_scorers(a.out_dir, texts, a.seed)))
+    print(json.dumps(make_standins(a.out_dir, a.what, texts, a.seed), indent=1))
 
 
 if __name__ == "__main__":
