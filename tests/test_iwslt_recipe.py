@@ -175,8 +175,9 @@ def test_training_jobs_get_gpus_ddp_mixes_and_configs(recipe, tmp_path):
         env=env)
     run(d, "--stage", "4", "--stop_stage", "4", "--lora", "true", "--cmd_backend", "slurm", env=env)
     stage1, stage2, lora = (tmp_path / "srun.log").read_text(encoding="utf-8").splitlines()
-    for call in (stage1, stage2):
-        assert "--gres gpu:2" in call and "--ngpu 2 --multiprocessing_distributed true" in call
+    for call in (stage1, stage2):  # one srun step of 2 tasks, one per GPU (tests/test_ddp.py runs this path on CPU)
+        assert "--nodes 1 --ntasks-per-node 2 " in call and "--gres gpu:2" in call
+        assert "--ngpu 1 --dist_backend nccl --dist_launcher slurm --dist_init_method file://" in call
     assert "--config conf/stage1_qwen2.5-1.5b.yaml --output_dir exp/qwen2.5-1.5b_stage1" in stage1
     assert "--train_mix data/train/train_mix_stage1.json" in stage1 and "--init_param" not in stage1
     # each stage validates on its own valid set
@@ -190,7 +191,7 @@ def test_training_jobs_get_gpus_ddp_mixes_and_configs(recipe, tmp_path):
     for part in ("--gres gpu:1", "--ngpu 1 --resume", "--config conf/stage2_qwen2.5-0.5b_lora.yaml",
                  "--output_dir exp/qwen2.5-0.5b_lora_stage2", "--init_param exp/qwen2.5-0.5b_stage1/valid.loss.best"):
         assert part in lora, part
-    assert "--multiprocessing_distributed" not in lora
+    assert "--dist_launcher" not in lora
     out = run(d, "--model", "gpt-9", check=False)
     assert "--model gpt-9: no conf/stage1_gpt-9.yaml" in out
     assert "--lora true|false" in run(d, "--help")

@@ -505,3 +505,44 @@ def test_paper_recipe_stage1_option_adds_pseudolabelled_translations(env, tmp_pa
     assert "data/cv_en_train_pl" in {e.dir for e in mix.train}
     assert "--pseudolabel|" in (recipe / "run.sh").read_text() and "train_mix_stage2_pl.yaml" in (
         recipe / "run.sh").read_text()
+
+
+@pytest.mark.slow
+def test_paper_recipe_pseudolabels_in_shards_on_slurm(env, tmp_path):
+    """`local/data.sh --pseudolabel true --nj 2 --cmd_backend slurm`: each shard is one srun job (the stand-in srun
+    really runs it), then a local run merges; the result is the one of `--nj 2` run in one process."""
+    import os
+    import subprocess
+    import sys
+
+    from espnet_speechlm_plugin.bin import make_fixture_corpora
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = repo / "egs2" / "iwslt25_if" / "s2t1"
+    make_fixture_corpora.main([str(tmp_path / "corpora")])
+    work = tmp_path / "recipe"
+    work.mkdir()
+    path = os.pathsep.join([str(Path(__file__).parent / "slurm_standin"), str(Path(sys.executable).parent),
+                            os.environ["PATH"]])
+    env_vars = dict(os.environ, PATH=path, SRUN_LOG=str(tmp_path / "srun.log"), cmd_backend="slurm",
+                    slurm_opts="--partition cpu")
+    subprocess.run([str(recipe / "local" / "data.sh"), "--corpora", "cv", "--corpora_root", str(tmp_path / "corpora"),
+                    "--nj", "2", "--pseudolabel", "true", "--pl_gpu", "0", "--pl_mt_models", str(env.yaml),
+                    "--pl_qe_model", str(env.qe), "--pl_tgt_langs", "de,zh", "--pl_threshold", "0.0",
+                    "--pl_args", "--no_progress"], cwd=work, env=env_vars, check=True, capture_output=True)
+    calls = (tmp_path / "srun.log").read_text(encoding="utf-8").splitlines()
+    assert len(calls) == 2 and all(c.startswith("--partition cpu --ntasks 1 --cpus-per-task 1 ") for c in calls)
+    assert sorted(c.split("--job ")[1].split()[0] for c in calls) == ["1", "2"]
+    logs = work / "exp" / "pseudolabel" / "cv_en_train" / "log"
+    assert all("job" in (logs / f"pseudolabel.{j}.log").read_text() for j in (1, 2))
+    # the same shards computed here, one after the other, then merged
+    data = work / "data" / "cv_en_train"
+    out, cache = tmp_path / "here", tmp_path / "here_work"
+    common = ["--data", str(data), "--tgt_langs", "de,zh", "--mt_models", str(env.yaml), "--qe_model", str(env.qe),
+              "--threshold", "0.0", "--out", str(out), "--work_dir", str(cache), "--no_progress", "--nj", "2"]
+    for job in ("1", "2"):
+        assert cli.main(common + ["--job", job]) == 0
+    assert cli.main(common) == 0
+    recipe_out = work / "data" / "cv_en_train_pl"
+    for name in ("text", "prompt", "wav.scp", "utt2mt", "transcript"):
+        assert (recipe_out / name).read_bytes() == (out / name).read_bytes(), name

@@ -6,7 +6,9 @@
 Reads ``feats.scp`` and ``prompt`` (``utt lang task [question…]``) of ``data_dir``; writes ``out_dir/text``
 (``utt hypothesis``, sorted) atomically. ``--prompt_override "de translate"`` decodes every utterance with one
 prompt instead (used by the task-confusion diagnostic). ``--beam_size 4`` decodes with beam search (K rows per
-utterance through the same KV cache; ~K times the compute of greedy); 1 (default) is greedy.
+utterance through the same KV cache; ~K times the compute of greedy); 1 (default) is greedy. ``--key_file F``
+decodes only the utterances F lists (first column, ESPnet's convention): one job of sharded decoding
+(``bin/decode_shards.py``, recipe stage 5 with ``--inference_nj``).
 """
 
 import argparse
@@ -20,29 +22,33 @@ import torch
 from tqdm import tqdm
 
 from espnet_speechlm_plugin.data.kaldi import read_kaldi_text, write_kaldi_text
+from espnet_speechlm_plugin.data.shards import DEFAULT_BATCH_SIZE, decode_batches, read_key_file, read_lengths
 from espnet_speechlm_plugin.model.generate import GenerateConfig, generate
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
 
-def decode_dir(model, args, data_dir: Path, batch_size: int = 16, gen: GenerateConfig = GenerateConfig(),
-               prompt_override: Optional[str] = None, device: str = "cpu") -> Dict[str, str]:
+def decode_dir(model, args, data_dir: Path, batch_size: int = DEFAULT_BATCH_SIZE,
+               gen: GenerateConfig = GenerateConfig(), prompt_override: Optional[str] = None, device: str = "cpu",
+               keys: Optional[List[str]] = None) -> Dict[str, str]:
     tok = SpeechLMTask._tokenizer(args)
     pre = SpeechLMTask.build_preprocess_fn(args, train=False)
     collate = SpeechLMTask.build_collate_fn(args, train=False)
     feats = kaldiio.load_scp(str(data_dir / "feats.scp"))
     prompts = read_kaldi_text(data_dir / "prompt")
+    if keys is not None:  # one job of sharded decoding: these utterances, in the prompt file's order
+        unknown = sorted(set(keys) - set(prompts))
+        if unknown:
+            raise ValueError(f"the key file names {len(unknown)} utterances that {data_dir}/prompt does not have, "
+                             f"e.g. '{unknown[0]}'")
+        wanted = set(keys)
+        prompts = {u: p for u, p in prompts.items() if u in wanted}
     missing = sorted(set(prompts) - set(feats.keys()))
     if missing:
         raise ValueError(f"{data_dir}/feats.scp has no features for {len(missing)} utterances of prompt, "
                          f"e.g. '{missing[0]}': rerun the feature stage")
-    lengths = {}
-    shape = data_dir / "speech_shape"
-    if shape.exists():
-        lengths = {u: int(v.split(",")[0]) for u, v in read_kaldi_text(shape).items()}
-    order = sorted(prompts, key=lambda u: -lengths.get(u, 0))  # similar lengths together: little padding
     hyps: Dict[str, str] = {}
-    for start in tqdm(range(0, len(order), batch_size), desc=f"decode {data_dir.name}", unit="batch"):
-        uids = order[start: start + batch_size]
+    for uids in tqdm(decode_batches(list(prompts), read_lengths(data_dir), batch_size), desc=f"decode {data_dir.name}",
+                     unit="batch"):
         items = [(u, pre(u, {"speech": feats[u], "prompt": prompt_override or prompts[u]})) for u in uids]
         _, batch = collate(items)
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -58,7 +64,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--model_file", required=True, help="e.g. exp/stage2/valid.acc.best.pth")
     p.add_argument("--data_dir", required=True, type=Path)
     p.add_argument("--out_dir", required=True, type=Path)
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--key_file", type=Path, default=None,
+                   help="decode only the utterances this file lists (first column; one job of sharded decoding)")
+    p.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--max_new_tokens", type=int, default=GenerateConfig.max_new_tokens)
     p.add_argument("--beam_size", type=int, default=GenerateConfig.beam_size,
                    help="1 = greedy (default); K > 1 = beam search with K beams per utterance")
@@ -78,7 +86,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         p.error(f"--beam_size must be >= 1, got {a.beam_size}")
     gen = GenerateConfig(max_new_tokens=a.max_new_tokens, beam_size=a.beam_size, length_penalty=a.length_penalty,
                          encoder_batch_size=a.encoder_batch_size)
-    hyps = decode_dir(model, args, a.data_dir, a.batch_size, gen, a.prompt_override, a.device)
+    keys = read_key_file(a.key_file) if a.key_file else None
+    hyps = decode_dir(model, args, a.data_dir, a.batch_size, gen, a.prompt_override, a.device, keys)
     write_kaldi_text(a.out_dir / "text", hyps)
     logging.info(f"decoded {len(hyps)} utterances in {time.time() - t0:.1f} s → {a.out_dir / 'text'}")
 

@@ -142,9 +142,10 @@ class SpeechLM(AbsESPnetModel):
         gold = targets[keep]  # (M,)
         loss = nn.functional.cross_entropy(logits, gold, reduction="mean")
         acc = (logits.argmax(-1) == gold).float().mean()
-        batch_size = speech.size(0)
         stats = dict(loss=loss.detach(), acc=acc.detach())
-        return force_gatherable((loss, stats, torch.tensor(batch_size)), loss.device)
+        # the weight is the number of target tokens the mean is over: ESPnet weighs each DDP rank's loss by it, so
+        # N ranks together take the same step as one process on the union batch (a token mean over all of it)
+        return force_gatherable((loss, stats, torch.tensor(gold.numel())), loss.device)
 
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
         return {"feats": speech, "feats_lengths": speech_lengths}

@@ -16,6 +16,10 @@ provided the files of epoch E are whole. Plain ESPnet does not guarantee that:
 - ESPnet loads ``checkpoint.pth`` with ``weights_only=False`` (arbitrary code on unpickling). Here it is loaded
   with ``weights_only=True``, allowing only the plain types ESPnet's reporter stores (numpy scalars, timedelta).
 
+Under DDP all of this is rank 0's work (ESPnet saves on rank 0 only); the other ranks wait until rank 0 has checked
+the checkpoint, then every rank loads it. With ``--shard_optimizer`` (ZeRO stage 1) each epoch ends by gathering
+the optimizer state on rank 0, so ``checkpoint.pth`` holds it whole, as in an unsharded run.
+
 Use: ``SpeechLMTask.trainer = ResumableTrainer``. ESPnet's ``--init_param`` loader also unpickles with
 ``weights_only=False``; :func:`safe_load_pretrained_model` first proves the file holds only tensors and plain
 containers (a ``weights_only=True`` load, memory-mapped so it reads little), then hands it to ESPnet's loader.
@@ -35,6 +39,7 @@ import numpy as np
 import torch
 from espnet2.train.reporter import Reporter
 from espnet2.train.trainer import Trainer
+from torch.distributed.optim import ZeroRedundancyOptimizer
 
 # What ESPnet's reporter state holds besides tensors and builtins: numpy scalars (losses) and timedeltas.
 _REPORTER_TYPES = [np.core.multiarray.scalar, np.dtype, datetime.timedelta] + sorted(
@@ -175,10 +180,27 @@ class ResumableTrainer(Trainer):
                     leftover.unlink()
                 if trainer_options.resume and (output_dir / "checkpoint.pth").exists():
                     cls.check_and_repair(output_dir, trainer_options)
+            if distributed_option.distributed:
+                # every rank loads checkpoint.pth: none may look before rank 0 has repaired it or moved it aside
+                torch.distributed.barrier()
             super().run(model=model, optimizers=optimizers, schedulers=schedulers,
                         train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
                         plot_attention_iter_factory=plot_attention_iter_factory, trainer_options=trainer_options,
                         distributed_option=distributed_option)
+
+    @classmethod
+    def train_one_epoch(cls, *args, **kwargs) -> bool:
+        """ESPnet's epoch of training; with ``--shard_optimizer`` every rank then sends its share of the optimizer
+        state to rank 0, which saves the whole state in ``checkpoint.pth`` after validation (all ranks must take
+        part, and ESPnet's save runs on rank 0 alone)."""
+        sharded = [o for o in kwargs["optimizers"] if isinstance(o, ZeroRedundancyOptimizer)]
+        for optimizer in sharded:
+            # the copy gathered for the previous checkpoint: not needed any more, and as large as the whole state
+            optimizer._all_state_dicts = []
+        all_steps_are_invalid = super().train_one_epoch(*args, **kwargs)
+        for optimizer in sharded:
+            optimizer.consolidate_state_dict(to=0)
+        return all_steps_are_invalid
 
     @staticmethod
     def check_and_repair(output_dir: Path, trainer_options) -> Optional[Path]:

@@ -3,7 +3,8 @@
 Data (one triple each): ``feats.scp,speech,kaldi_ark`` · ``prompt,prompt,text`` · ``text,text,text``.
 Pluggable parts are ClassChoices slots: ``--encoder``, ``--compressor``, ``--length_adapter`` (not ``adapter``:
 AbsTask owns ``--adapter`` for LoRA), ``--decoder``. Freezing is ESPnet's ``--freeze_param``; per-module learning
-rates are ``optim_conf.param_groups: {module: lr}``. ``--train_mix <data>/<mix>.json`` (from ``bin/make_mix.py``)
+rates are ``optim_conf.param_groups: {module: lr}``; ``--shard_optimizer true`` splits the optimizer state over the
+DDP ranks (ZeRO stage 1; docs/multi_gpu.md). ``--train_mix <data>/<mix>.json`` (from ``bin/make_mix.py``)
 replaces ESPnet's train iterator by a weighted task mix drawn per epoch (``data/mix.py``).
 Entry point: ``python -m espnet_speechlm_plugin.bin.speechlm_train``.
 """
@@ -17,7 +18,7 @@ from espnet2.tasks.abs_task import AbsTask, optim_classes
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
-from espnet2.utils.types import float_or_none, str_or_none
+from espnet2.utils.types import float_or_none, str2bool, str_or_none
 from torch import nn
 
 from espnet_speechlm_plugin.data.mix import MixIterFactory, MixSpec, read_lengths
@@ -82,6 +83,11 @@ class SpeechLMTask(AbsTask):
                            help="<mix>.json from bin/make_mix.py: draw the train set as this weighted mix of sources, "
                            "anew each epoch (deterministic in seed and epoch), in length-bucketed batches of "
                            "--batch_bins (numel/length) or --batch_size (other batch types)")
+        group.add_argument("--shard_optimizer", type=str2bool, default=False,
+                           help="With DDP: each rank keeps the optimizer state (AdamW moments) of 1/N of the "
+                           "parameters and broadcasts its updated share after each step (ZeRO stage 1, torch's "
+                           "ZeroRedundancyOptimizer); per-module learning rates, checkpoints and resume are as "
+                           "without it. Ignored in a single process")
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--length_hint_prob", type=float_or_none, default=0.0,
                            help="Probability of putting the target's character count after the task token (training)")
@@ -180,7 +186,8 @@ class SpeechLMTask(AbsTask):
             raise ValueError(f"--optim must be one of {list(optim_classes)}: {args.optim}")
         conf = dict(args.optim_conf)
         lrs: Dict[str, float] = {k: float(v) for k, v in (conf.pop("param_groups", None) or {}).items()}
-        if getattr(args, "use_deepspeed", False) and getattr(args, "distributed", False):
+        use_deepspeed = getattr(args, "use_deepspeed", False) and getattr(args, "distributed", False)
+        if use_deepspeed:
             # ESPnet's DeepSpeedTrainer hands deepspeed.initialize model.parameters() and builds the optimizer and
             # scheduler from --deepspeed_config: one LR for everything, whatever we return here
             trainable = {k for k in lrs if any(p.requires_grad for n, p in model.named_parameters()
@@ -190,7 +197,8 @@ class SpeechLMTask(AbsTask):
                     f"--use_deepspeed: ESPnet's DeepSpeed trainer takes the optimizer from {args.deepspeed_config} "
                     f"with one learning rate for all parameters, but optim_conf.param_groups asks for several "
                     f"({ {k: lrs[k] for k in sorted(trainable)} }, lr {conf.get('lr')}). Train with DDP instead "
-                    "(--use_deepspeed false: per-module learning rates work), or use one LR (stage 1, LoRA)."
+                    "(--use_deepspeed false: per-module learning rates work; add --shard_optimizer true to split "
+                    "the optimizer state over the GPUs), or use one LR (stage 1, LoRA)."
                 )
         unknown = [k for k in lrs if not any(n == k or n.startswith(k + ".") for n, _ in model.named_parameters())]
         if unknown:
@@ -217,7 +225,23 @@ class SpeechLMTask(AbsTask):
                     continue
                 raise ValueError(f"optim_conf.{k} is the string {v!r}: ESPnet reads YAML 1.1, where {v} is text; "
                                  f"write it with a dot, e.g. {num:.1e}")
+        shard = getattr(args, "shard_optimizer", False)
+        if shard and (use_deepspeed or not getattr(args, "distributed", False)):
+            logging.info("--shard_optimizer is ignored: " + ("DeepSpeed shards as its config says" if use_deepspeed
+                                                              else "one process, nothing to shard"))
+            shard = False
         try:
+            if shard:
+                from torch.distributed.optim import ZeroRedundancyOptimizer
+
+                # the groups (and their LRs) stay whole; each rank builds the optimizer for its share of every
+                # group. Its consolidated state_dict() has the plain optimizer's layout (ResumableTrainer gathers
+                # it on rank 0 before a checkpoint), so checkpoints move between sharded and unsharded runs.
+                optimizer = ZeroRedundancyOptimizer(param_groups, optimizer_class=optim_class, **conf)
+                mine = sum(p.numel() for g in optimizer.optim.param_groups for p in g["params"])
+                logging.info(f"--shard_optimizer: this rank keeps the optimizer state of {mine} of "
+                             f"{sum(p.numel() for g in param_groups for p in g['params'])} parameters")
+                return [optimizer]
             return [optim_class(param_groups, **conf)]
         except TypeError as e:
             raise TypeError(f"--optim_conf for '{args.optim}': {e}") from e

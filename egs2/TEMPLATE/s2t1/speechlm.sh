@@ -21,7 +21,12 @@ stage=1
 stop_stage=8
 nthreads=1            # torch threads per process. 1 is robust when another process shares the cores; on an
                       # idle 2-core machine 2 threads train ~1.8x faster.
-ngpu=0               # GPUs per training job; > 1 trains with ESPnet DDP (one process per GPU). Decoding uses one.
+ngpu=0                # GPUs per node for training; > 1 trains with DDP, one process per GPU (docs/multi_gpu.md).
+                      # Each decoding job uses one.
+nproc=1               # with ngpu 0: training processes per node on CPU (DDP over gloo; what the tests run)
+num_nodes=1           # nodes for training (> 1 needs --cmd_backend slurm): num_nodes x max(ngpu, nproc) processes
+inference_nj=1        # stage 5: decoding jobs per test set (each a share of whole batches; merged output is the
+                      # same as one job's), run side by side through cmd.sh (slurm: one srun each)
 nj=2                  # parallel jobs for feature extraction (and CPU cores asked of slurm per job)
 train_set=train
 valid_set=dev         # with a training mix that lists 'valid:' dirs, that stage validates on <valid_set>_<mix name>
@@ -109,13 +114,31 @@ config_languages() {  # the output languages a training config names (its --lang
 
 train() {  # train CONFIG OUTDIR EXTRA...: ESPnet Trainer; --resume makes a rerun continue (or do nothing)
     local config="$1" outdir="$2"; shift 2
-    local dist=()
-    [ "${ngpu}" -gt 1 ] && dist=(--multiprocessing_distributed true)  # DDP, one process per GPU
+    local per_node=$(( ngpu > 0 ? ngpu : nproc ))
+    local launch=(${python} -m espnet_speechlm_plugin.bin.speechlm_train) dist=(--ngpu "${ngpu}") tasks=() init=""
     mkdir -p "${outdir}"
+    if [ $(( per_node * num_nodes )) -gt 1 ]; then
+        # DDP with one process per GPU (or per CPU share): each process is --ngpu 1 (0 on CPU), nccl (gloo on CPU)
+        dist=(--ngpu "$(( ngpu > 0 ? 1 : 0 ))" --dist_backend "$([ "${ngpu}" -gt 0 ] && echo nccl || echo gloo)")
+        if [ "${cmd_backend}" = slurm ]; then
+            # one srun step of num_nodes x per_node tasks; ESPnet reads rank, world size and local rank from
+            # SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID and the processes meet through a file in the exp dir
+            # (a fresh name per launch: a killed run leaves its file behind)
+            rm -f "${outdir}"/.dist_init_*
+            init="$(cd "${outdir}" && pwd)/.dist_init_$(date +%s)_$$"
+            dist+=(--dist_launcher slurm --dist_init_method "file://${init}")
+            tasks=(--nodes "${num_nodes}" --tasks_per_node "${per_node}")
+        elif [ "${num_nodes}" -gt 1 ]; then
+            log "--num_nodes ${num_nodes} needs --cmd_backend slurm (one node is --ngpu N or --nproc N)"; exit 1
+        else  # one node: torchrun starts the processes and sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT
+            launch=(${python} -m torch.distributed.run --standalone --nproc_per_node "${per_node}"
+                    -m espnet_speechlm_plugin.bin.speechlm_train)
+        fi
+    fi
     # shellcheck disable=SC2046
-    run_cmd --gpu "${ngpu}" --nj "${nj}" "${outdir}/train.log" ${python} -m espnet_speechlm_plugin.bin.speechlm_train \
-        --config "${config}" --output_dir "${outdir}" --ngpu "${ngpu}" "${dist[@]}" --resume true \
-        $(data_opts) "$@"
+    run_cmd --gpu "${ngpu}" --nj "${nj}" "${tasks[@]}" "${outdir}/train.log" "${launch[@]}" \
+        --config "${config}" --output_dir "${outdir}" "${dist[@]}" --resume true $(data_opts) "$@"
+    [ -z "${init}" ] || rm -f "${init}"
 }
 
 # SET... each once (unique), those not validated yet (pending), those with a data dir (existing)
@@ -239,11 +262,25 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
             log "${out}/text is complete: skipping"
             continue
         fi
-        # shellcheck disable=SC2086
-        run_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" "${out}/decode.log" ${python} -m espnet_speechlm_plugin.bin.decode \
-            --config "${exp2}/config.yaml" --model_file "${exp2}/${inference_model}" --data_dir "dump/${dset}" \
-            --out_dir "${out}" --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" \
-            --nthreads "${nthreads}" ${decode_args}
+        decode=(${python} -m espnet_speechlm_plugin.bin.decode --config "${exp2}/config.yaml"
+                --model_file "${exp2}/${inference_model}" --data_dir "dump/${dset}"
+                --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)" --nthreads "${nthreads}")
+        if [ "${inference_nj}" -gt 1 ]; then
+            # ESPnet's layout: logdir/keys.JOB.scp → logdir/output.JOB (log logdir/decode.JOB.log), then a merge;
+            # each job gets whole batches of the one-job batching, so the merged text is the same as one job's
+            logdir="${out}/logdir"
+            # shellcheck disable=SC2086
+            ${python} -m espnet_speechlm_plugin.bin.decode_shards split --data_dir "dump/${dset}" \
+                --nj "${inference_nj}" --out_dir "${logdir}" ${decode_args}
+            # shellcheck disable=SC2086
+            run_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" JOB=1:"${inference_nj}" "${logdir}/decode.JOB.log" "${decode[@]}" \
+                --key_file "${logdir}/keys.JOB.scp" --out_dir "${logdir}/output.JOB" ${decode_args}
+            ${python} -m espnet_speechlm_plugin.bin.decode_shards merge --logdir "${logdir}" --nj "${inference_nj}" \
+                --out_dir "${out}"
+        else
+            # shellcheck disable=SC2086
+            run_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" "${out}/decode.log" "${decode[@]}" --out_dir "${out}" ${decode_args}
+        fi
     done
     if [ "${diagnose_n}" -gt 0 ]; then
         for dset in ${test_sets}; do

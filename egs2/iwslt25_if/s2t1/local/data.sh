@@ -14,6 +14,7 @@
 #   --pseudolabel true      also translate data/cv_en_train into de/it/zh with the MT ensemble + COMETKiwi filter
 #                           → data/cv_en_train_pl (README "Pseudo-labelling"); with --pl_mt_models FILE,
 #                           --pl_qe_model NAME|PATH, --pl_threshold X, --pl_tgt_langs de,it,zh, --pl_args "..."
+#                           --nj N runs N shards as jobs through cmd.sh (slurm: one srun each, --pl_gpu GPUs per job)
 #   --extra_args "..."      any further option of local/corpora/prepare.py (python3 local/corpora/prepare.py --help)
 # A missing or wrong corpus path stops before anything is written, naming the db.sh variable and the layout.
 # Data dirs that are complete with the same sources and options are skipped.
@@ -36,6 +37,7 @@ pl_qe_model=Unbabel/wmt22-cometkiwi-da
 pl_threshold=0.85
 pl_tgt_langs=de,it,zh
 pl_args=""
+pl_gpu=1
 
 . "${MAIN_ROOT}/egs2/TEMPLATE/s2t1/utils/parse_options.sh"
 if [ $# -gt 0 ]; then
@@ -43,6 +45,7 @@ if [ $# -gt 0 ]; then
     exit 1
 fi
 . "${recipe_dir}/db.sh"
+. "${recipe_dir}/cmd.sh"
 
 python=python3
 [ -x "${MAIN_ROOT}/.venv/bin/python" ] && [ -z "${VIRTUAL_ENV:-}" ] && python="${MAIN_ROOT}/.venv/bin/python"
@@ -60,8 +63,14 @@ python=python3
 if [ "${pseudolabel}" = true ]; then
     [ -f data/cv_en_train/text ] || { echo "$0: --pseudolabel true needs data/cv_en_train (add cv to --corpora)" >&2; exit 1; }
     # resumable and a no-op when done: scores and hypotheses are cached per (segment, model) in the work dir
+    pl=("${python}" -m espnet_speechlm_plugin.bin.pseudolabel --data data/cv_en_train --tgt_langs "${pl_tgt_langs}"
+        --mt_models "${pl_mt_models}" --qe_model "${pl_qe_model}" --threshold "${pl_threshold}"
+        --out data/cv_en_train_pl --work_dir exp/pseudolabel/cv_en_train --nj "${nj}")
+    if [ "${nj}" -gt 1 ]; then  # shard JOB of nj fills the cache (cmd.sh: local processes or slurm jobs) ...
+        # shellcheck disable=SC2086
+        run_cmd --gpu "${pl_gpu}" JOB=1:"${nj}" exp/pseudolabel/cv_en_train/log/pseudolabel.JOB.log "${pl[@]}" \
+            --job JOB ${pl_args}
+    fi
     # shellcheck disable=SC2086
-    "${python}" -m espnet_speechlm_plugin.bin.pseudolabel --data data/cv_en_train --tgt_langs "${pl_tgt_langs}" \
-        --mt_models "${pl_mt_models}" --qe_model "${pl_qe_model}" --threshold "${pl_threshold}" \
-        --out data/cv_en_train_pl --work_dir exp/pseudolabel/cv_en_train --nj "${nj}" ${pl_args}
+    "${pl[@]}" ${pl_args}  # ... and this run merges the shards (with nj 1 it does all the work itself)
 fi
