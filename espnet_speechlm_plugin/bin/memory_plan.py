@@ -12,8 +12,9 @@ Where it sits: beside training, like ``bin/model_size``; the rehearsal of the IW
   training applies them, and every parameter counted by dtype and trainability. Plain PyTorch (ESPnet's trainer,
   DDP): weights in their dtype (float32: ``use_amp`` autocasts compute only), float32 gradients and two float32
   AdamW moments per trainable parameter, plus one temporary copy of the largest parameter group while torch's
-  foreach AdamW steps. DeepSpeed (``use_deepspeed``, its JSON's ``bf16``/``zero_optimization.stage``): bf16
-  weights and gradients, float32 master weights and moments, the ZeRO stage's parts divided by the GPUs.
+  foreach AdamW steps (``shard_optimizer``: the moments divided over the GPUs, ZeRO-1). DeepSpeed
+  (``use_deepspeed``, its JSON's ``bf16``/``zero_optimization.stage``): bf16 weights and gradients, float32 master
+  weights and moments, the ZeRO stage's parts divided by the GPUs.
 - **activations** — measured, at real width: the same model with 1 or 2 encoder and decoder layers is built on CPU
   and one training forward runs under bf16 autocast (as ``use_amp`` on a GPU) with a saved-tensors hook that adds
   up the distinct storages autograd keeps for backward (parameters excluded; autocast's bf16 weight copies and
@@ -27,7 +28,8 @@ Where it sits: beside training, like ``bin/model_size``; the rehearsal of the IW
   mode, so stage 1 keeps every layer's activations); its recomputation adds one layer's full activations.
 - **peak** = weights + gradients + optimizer + max(activations, optimizer-step temporary). It **fits** if the peak
   plus 10 % allocator reserve plus 1 GB of CUDA context is within the GPU. Otherwise the plan says what would fit:
-  the largest ``batch_bins`` (raise ``accum_grad`` to keep the update), LoRA, or ZeRO-2/3 over N GPUs.
+  the largest ``batch_bins`` (raise ``accum_grad`` to keep the update), LoRA, or sharding over N GPUs
+  (``--shard_optimizer true``: ZeRO-1; DeepSpeed ZeRO-2/3).
 
 GPUs per config: the ``--ngpu N`` of the command in its header comment (1 if none); ``batch_bins`` is the batch of
 all GPUs together, as ESPnet splits it.
@@ -283,6 +285,9 @@ def plan_config(config_path: str, gpu_gb: float = 80.0, tokens_per_second: float
         grads = sum(d["trainable"] * bytes_of[k] for k, d in counts.items())
         optimizer = 2 * grads
         step_temp = largest * 4
+        if getattr(args, "shard_optimizer", False) and ngpu > 1:  # ZeRO-1: each rank keeps 1/N of the moments
+            optimizer /= ngpu
+            notes.append(f"shard_optimizer (ZeRO-1) over {ngpu} GPUs: optimizer states divided by the GPUs")
     max_dur = _mix_max_duration(config_path, recipe_dir)
     frames = int(round(max_dur * FRAME_RATE))
     per_gpu_bins = args.batch_bins / ngpu if args.batch_type in ("numel", "length") else None
@@ -349,11 +354,14 @@ def _advice(entry, weights, grads, optimizer, step_temp, acts, budget, config_pa
     lora = Path(config_path).with_name(Path(config_path).stem + "_lora.yaml")
     if lora.exists():
         options.append(f"LoRA ({lora.name})")
-    # ZeRO-2 divides gradients and optimizer states over N GPUs, ZeRO-3 the weights too
-    for stage, sharded, kept in ((2, grads + optimizer, weights), (3, grads + optimizer + weights, 0.0)):
-        left = budget - kept - acts
+    # ZeRO-1 (--shard_optimizer true) divides the optimizer states over N GPUs, DeepSpeed ZeRO-2 the gradients
+    # too, ZeRO-3 the weights too
+    for stage, sharded, kept in ((1, optimizer, weights + grads), (2, grads + optimizer, weights),
+                                 (3, grads + optimizer + weights, 0.0)):
+        left = budget - kept - max(acts, step_temp)
         if left > 0 and sharded > 0:
-            options.append(f"ZeRO-{stage} over ≥ {max(2, math.ceil(sharded / left))} GPUs")
+            how = "--shard_optimizer true (ZeRO-1)" if stage == 1 else f"DeepSpeed ZeRO-{stage}"
+            options.append(f"{how} over ≥ {max(2, math.ceil(sharded / left))} GPUs")
             break
     return "; or ".join(options) if options else "does not fit even sharded: shorter max_duration or smaller batch"
 
