@@ -34,7 +34,8 @@ Options (--name value):
   --models "…"            qwen2.5-0.5b (full stage 2) and/or qwen2.5-1.5b_lora (LoRA stage 2) (both)
   --updates N             optimizer updates per training stage (2)
   --batch_bins N          training batch (numel of 160-dim fbank: 8000 per second of audio) (32000)
-  --max_new_tokens N      decoding cap (8);  --diagnose_n N  utterances per test set for the diagnostic (1)
+  --max_new_tokens N      decoding cap (8);  --diagnose_n N  utterances per test set for the task-confusion
+                          diagnostic of the first model (1)
   --train_args "…"        more overrides for both training stages (recorded in the report), e.g.
                           "--encoder_conf config_overrides.mask_time_length=2"
   --memory_plan activations|counts|none   measure activations on CPU, or count parameters only (activations;
@@ -249,11 +250,13 @@ class Rehearsal:
         if s4["status"] == "ok" and a.keep_checkpoints == "false":
             self.drop(s4, exp1, [p for p in exp1.glob("*epoch.pth")])  # stage 2 started from it: no longer needed
         decode = f"--batch_size 8 --max_new_tokens {a.max_new_tokens}"
+        # the diagnostic decodes each test set once per task and language: with the first model only (time)
+        diagnose_n = a.diagnose_n if model == a.models[0] else 0
         s5 = self.run(f"{model}: stage 5 ({STAGE_NAMES[5]})",
                       self.run_sh(*m["run"], "--stage", "5", "--stop_stage", "5", "--decode_args", decode,
-                                  "--diagnose_n", str(a.diagnose_n)),
+                                  "--diagnose_n", str(diagnose_n)),
                       heavy=self.real, needs=[s4["name"]], info=dict(model=model, stage=5, exp_dir=m["exp2"],
-                                                                 decode_args=decode, diagnose_n=a.diagnose_n))
+                                                                 decode_args=decode, diagnose_n=diagnose_n))
         self.measure_decoding(s5, exp2)
         score_args_file = self.work / "standins" / "score_args.txt"
         score_args = score_args_file.read_text(encoding="utf-8").strip() if score_args_file.exists() else ""
