@@ -66,7 +66,8 @@ def test_packed_model_reloads_to_stage5_outputs(rehearsal):
     for s in reloads:
         for test_set, r in s["reload"].items():
             assert r["utterances"] > 0 and r["equal"] == r["utterances"] and not r["mismatches"], (s["model"], r)
-            assert r["nonempty"] > 0, (s["model"], test_set)  # a random LM's tokens decode to text
+        # a random LM's tokens decode to text (it may also stop at once, on <|endoftext|>, for some prompts)
+        assert sum(r["nonempty"] for r in s["reload"].values()) > 0, s["model"]
 
 
 @pytest.mark.slow
