@@ -50,7 +50,8 @@ def _stage_rows(stages: List[dict]) -> List[str]:
             "|---|---|---:|---:|---:|---|"]  # wall: from the moment the step held the lock
     for s in stages:
         ckpt = ", ".join(f"{k} {_gb(v)}" for k, v in (s.get("checkpoint_bytes") or {}).items())
-        step = f"{s['train_time_s']:.1f}" if "train_time_s" in s else ""
+        step = f"{s['train_time_s']:.1f}" if "train_time_s" in s else (
+            f"{s['decode_s_per_utterance']:.2f} / utt" if "decode_s_per_utterance" in s else "")
         rows.append(f"| {s['name']} | {s['status']} | {s.get('wall_s', '')} | {s.get('peak_rss_gb', '')} | {step} "
                     f"| {ckpt} |")
     return rows
@@ -83,8 +84,9 @@ def render(report: dict) -> str:
              f"the machine's lock) (size {run.get('size')}, models {', '.join(run.get('models', []))}, {run.get('updates')} updates per "
              f"training stage, batch_bins {run.get('batch_bins')}, decoding capped at {run.get('max_new_tokens')} "
              "new tokens: a random LM never emits <|endoftext|>).", "",
-             "## Steps", "", "Peak RSS is that of the largest process of the step; s / update is ESPnet's mean "
-             "train_time per iteration of the epoch.", ""]
+             "## Steps", "", "Wall time from the moment the step held the machine's lock; peak RSS is that of the "
+             "largest process of the step; s / update is ESPnet's mean train_time per iteration of the epoch (for "
+             "decoding: seconds per utterance, model loading excluded).", ""]
     lines += _stage_rows(report["stages"])
     failed = [s for s in report["stages"] if s["status"] != "ok"]
     for s in failed:

@@ -330,12 +330,19 @@ class Rehearsal:
     @staticmethod
     def measure_decoding(step: dict, exp: Path):
         decode = exp / f"decode_{INFERENCE_MODEL[:-4]}"
-        sets = {}
+        sets, utts, seconds = {}, 0, 0.0
         for text in sorted(decode.glob("*/text")):
             lines = text.read_text(encoding="utf-8").splitlines()
             diag = text.parent / "diagnose" / "task_confusion.json"
             sets[text.parent.name] = dict(utterances=len(lines), diagnose=diag.exists())
+            log = text.parent / "decode.log"  # bin/decode: "decoded N utterances in X s" (model loading excluded)
+            found = re.findall(r"decoded (\d+) utterances in ([\d.]+) s", log.read_text(encoding="utf-8")
+                               if log.exists() else "")
+            if found:
+                utts, seconds = utts + int(found[-1][0]), seconds + float(found[-1][1])
         step["test_sets"] = sets
+        if utts:
+            step["decode_s_per_utterance"] = round(seconds / utts, 3)
 
     def check_scores(self, step: dict, exp: Path):
         results = exp / "results.json"
