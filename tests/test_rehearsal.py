@@ -19,6 +19,7 @@ from espnet_speechlm_plugin.bin.memory_plan import default_configs
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "iwslt25_if" / "s2t1"
 MODELS = ("qwen2.5-0.5b", "qwen2.5-1.5b_lora")
+pytestmark = pytest.mark.timeout(4 * 3600)  # the module's first test also runs the rehearsal (pytest.ini: 600 s)
 STAGES = ("stage 3 (stage-1 alignment)", "stage 4 (stage-2 SFT)", "stage 5 (decode)", "stage 6 (score)",
           "stage 7 (pack)", "reload the packed zip and compare with stage 5")
 

@@ -139,7 +139,8 @@ def _words(texts: Iterable[str]) -> list[str]:
     tokenizer does (punctuation and every CJK character on its own)."""
     seen = {}
     for text in texts:
-        for token in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]|\w+|[^\w\s]", unicodedata.normalize("NFC", text.lower())):
+        text = unicodedata.normalize("NFC", text.lower())
+        for token in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]|\w+|[^\w\s]", text):
             seen.setdefault(token, None)
     return list(seen)
 

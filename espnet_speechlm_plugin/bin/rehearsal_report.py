@@ -81,9 +81,9 @@ def render(report: dict) -> str:
     lines = [f"# Rehearsal of egs2/iwslt25_if/s2t1: {size} architectures, random weights, CPU", "",
              f"Result: **{'passed' if report['ok'] else 'FAILED'}** in {report['work_s'] / 60:.1f} min of work "
              f"({run.get('wall_s', 0) / 60:.1f} min elapsed, {report['lock_wait_s'] / 60:.1f} min of it waiting for "
-             f"the machine's lock) (size {run.get('size')}, models {', '.join(run.get('models', []))}, {run.get('updates')} updates per "
-             f"training stage, batch_bins {run.get('batch_bins')}, decoding capped at {run.get('max_new_tokens')} "
-             "new tokens: a random LM never emits <|endoftext|>).", "",
+             f"the machine's lock) (size {run.get('size')}, models {', '.join(run.get('models', []))}, "
+             f"{run.get('updates')} updates per training stage, batch_bins {run.get('batch_bins')}, decoding capped "
+             f"at {run.get('max_new_tokens')} new tokens: a random LM does not stop by itself).", "",
              "## Steps", "", "Wall time from the moment the step held the machine's lock; peak RSS is that of the "
              "largest process of the step; s / update is ESPnet's mean train_time per iteration of the epoch (for "
              "decoding: seconds per utterance, model loading excluded).", ""]

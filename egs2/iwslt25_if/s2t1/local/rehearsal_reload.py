@@ -3,8 +3,8 @@
 test set's audio files (data/<set>/wav.scp, with each utterance's prompt) through the Python API; its outputs must
 equal stage 5's hypotheses (<decode_dir>/<set>/text) utterance for utterance.
 
-    python local/rehearsal_reload.py --zip exp/x_stage2/packed/model.zip --decode_dir exp/x_stage2/decode_valid.acc.best \
-        --data_root data --max_new_tokens 8 --out reload.json
+    python local/rehearsal_reload.py --zip exp/x_stage2/packed/model.zip \
+        --decode_dir exp/x_stage2/decode_valid.acc.best --data_root data --max_new_tokens 8 --out reload.json
 
 Stage 5 decodes whole utterances, so the API is given a ``max_seconds`` above the longest test clip (no
 segmentation); everything else is the API's default path: audio file → 16 kHz mono → fbank → prompt → decoding.
