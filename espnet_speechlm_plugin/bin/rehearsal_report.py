@@ -77,8 +77,10 @@ def _plan_rows(plan: List[dict]) -> List[str]:
 
 def render(report: dict) -> str:
     run = report["run"]
-    size = "real-size" if run.get("size", "real") == "real" else "TINY stand-in (harness check, not the rehearsal)"
-    lines = [f"# Rehearsal of egs2/iwslt25_if/s2t1: {size} architectures, random weights, CPU", "",
+    title = ("Rehearsal of egs2/iwslt25_if/s2t1: real-size architectures, random weights, CPU"
+             if run.get("size", "real") == "real" else
+             "Harness check of the egs2/iwslt25_if/s2t1 rehearsal with TINY architectures (not the rehearsal)")
+    lines = [f"# {title}", "",
              f"Result: **{'passed' if report['ok'] else 'FAILED'}** in {report['work_s'] / 60:.1f} min of work "
              f"({run.get('wall_s', 0) / 60:.1f} min elapsed, {report['lock_wait_s'] / 60:.1f} min of it waiting for "
              f"the machine's lock) (size {run.get('size')}, models {', '.join(run.get('models', []))}, "
