@@ -110,6 +110,8 @@ def render(report: dict) -> str:
     lines += ["", "## What the rehearsal overrides", "", "Every model setting is the real config's. On the command "
               "line of each training stage:", ""]
     lines += [f"- `{k}`: {v}" for k, v in OVERRIDES.items()]
+    if run.get("train_args"):
+        lines += [f"- given with --train_args: `{run['train_args']}`"]
     lines += [f"- {NOT_ON_CPU}"]
     plan = report.get("memory_plan") or []
     if plan:
