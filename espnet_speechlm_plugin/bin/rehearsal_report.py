@@ -138,11 +138,13 @@ def write_report(work: Path, stages: Optional[List[dict]] = None, run: Optional[
     """Write ``work/report.json`` and ``work/report.md``; with ``cleanup`` delete the big files afterwards (their
     sizes stay in the report)."""
     work = Path(work)
-    if stages is None:
-        stages = json.loads((work / "steps.json").read_text(encoding="utf-8"))
     prev = work / "report.json"
-    if run is None and prev.exists():
-        run = json.loads(prev.read_text(encoding="utf-8")).get("run")
+    previous = json.loads(prev.read_text(encoding="utf-8")) if prev.exists() else {}
+    if stages is None:
+        steps = work / "steps.json"
+        stages = json.loads(steps.read_text(encoding="utf-8")) if steps.exists() else previous.get("stages", [])
+    if run is None:
+        run = previous.get("run")
     plan_path = work / "memory_plan.json"
     plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.exists() else []
     report = dict(ok=bool(stages) and all(s["status"] == "ok" for s in stages),
