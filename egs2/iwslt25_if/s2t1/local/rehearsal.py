@@ -40,7 +40,8 @@ Options (--name value):
                           "--encoder_conf config_overrides.mask_time_length=2"
   --memory_plan activations|counts|none   measure activations on CPU, or count parameters only (activations;
                           counts with --size tiny)
-  --heavy_lock FILE       run real-size steps under `flock -x FILE` and the others under `flock -s FILE`
+  --heavy_lock FILE       on a machine shared through an flock file: the light steps before the first real-size
+                          step run under `flock -s FILE`; then the rehearsal holds FILE exclusively to its end
   --fresh true|false      start from an empty exp/rehearsal (true); false reuses the corpora, data, init, scorers
   --keep_checkpoints true|false   keep checkpoint.pth (optimizer states) and stage-1 models after use (false)
   --cleanup true|false    delete the big files (models, zips, init) after the report (false: listed with sizes)
@@ -107,9 +108,38 @@ class Rehearsal:
         self.failed = set()
         self.python = sys.executable
         self.real = a.size == "real"  # real-size steps run under the exclusive lock (tiny ones need none)
+        self.holding, self.lock_wait = False, 0.0
         self.env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                         ESPNET_SPEECHLM_CACHE=str(self.work / "cache"), HF_HUB_OFFLINE="1",
                         TRANSFORMERS_OFFLINE="1")
+
+    def hold_lock(self):
+        """Take --heavy_lock exclusively, once, before the first real-size step, and keep it to the end: between
+        steps of their own, others' shared jobs would slip in and hold it for as long as they run. It is held by an
+        `flock -x` process (visible to others waiting politely for exclusive jobs) that lives while a marker file
+        exists and this process runs."""
+        t0 = time.time()
+        marker = self.logs / "lock.held"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.unlink(missing_ok=True)
+        print(f"[rehearsal] waiting for {self.a.heavy_lock} (exclusive) …", flush=True)
+        self.lock_proc = subprocess.Popen(
+            ["flock", "-x", self.a.heavy_lock, "bash", "-c",
+             'touch "$0"; while [ -e "$0" ] && kill -0 "$1" 2>/dev/null; do sleep 1; done', str(marker),
+             str(os.getpid())])
+        while not marker.exists():
+            if self.lock_proc.poll() is not None:
+                raise RuntimeError(f"flock -x {self.a.heavy_lock} exited with {self.lock_proc.returncode}")
+            time.sleep(1)
+        self.holding, self.lock_marker = True, marker
+        self.lock_wait = time.time() - t0
+        print(f"[rehearsal] holding {self.a.heavy_lock} after {self.lock_wait:.0f} s", flush=True)
+
+    def release_lock(self):
+        if self.holding:
+            self.lock_marker.unlink(missing_ok=True)  # the holder's loop ends, flock exits, the lock is free
+            self.lock_proc.wait()
+            self.holding = False
 
     # ---------------------------------------------------------------- running one measured step
     def run(self, name: str, cmd, heavy: bool, needs=(), info=None, cwd=None) -> dict:
@@ -128,9 +158,12 @@ class Rehearsal:
         full = [str(c) for c in cmd]
         started = log.with_suffix(".started")
         started.unlink(missing_ok=True)
-        if self.a.heavy_lock:  # the time spent waiting for the lock is not the step's: note when it starts
-            full = ["flock", "-x" if heavy else "-s", self.a.heavy_lock, "bash", "-c",
-                    'date +%s.%N > "$0" && exec "$@"', str(started)] + full
+        if heavy and self.a.heavy_lock and not self.holding:
+            self.hold_lock()
+        if self.a.heavy_lock and not self.holding:  # a light step before the real-size part: a shared lock;
+            # the time spent waiting for it is not the step's: note when it starts
+            full = ["flock", "-s", self.a.heavy_lock, "bash", "-c", 'date +%s.%N > "$0" && exec "$@"',
+                    str(started)] + full
         print(f"[rehearsal] {name}: {step['command']}  (log: {log})", flush=True)
         t0 = time.time()
         with open(log, "w", encoding="utf-8") as f:
@@ -143,7 +176,8 @@ class Rehearsal:
         step.update(wall_s=round(t1 - start, 1), peak_rss_gb=round(usage.ru_maxrss / 2**20, 2),
                     log=str(log.relative_to(self.work)), status="ok" if proc.returncode == 0 else "failed")
         if self.a.heavy_lock:
-            step["lock_wait_s"] = round(start - t0, 1)
+            step["lock_wait_s"] = round(start - t0 + self.lock_wait, 1)
+            self.lock_wait = 0.0
         if proc.returncode != 0:
             step["exit_code"] = proc.returncode
             step["log_tail"] = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
@@ -367,6 +401,7 @@ def main(argv=None):
     try:
         r.rehearse()
     finally:
+        r.release_lock()
         from espnet_speechlm_plugin.bin.rehearsal_report import write_report
 
         report = write_report(r.work, r.steps, vars(a) | {"wall_s": round(time.time() - t0, 1)},
