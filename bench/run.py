@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/run.py            # what `make bench` runs
     .venv/bin/python bench/run.py --only P1 P4 --repeats 5     # a subset; results of other ids are kept
     .venv/bin/python bench/run.py --only RSS --with_0p5b       # + peak RSS of one 0.5B-architecture step (CPU, slow)
+    .venv/bin/python bench/run.py --only P7                    # w2v-BERT attention at real size (~30 min, <= 20 GB)
 
 P5 (`make demo` wall time) has its own script, bench/p5_demo.sh, which writes its entry into the same results.json.
 Every figure is a ratio or a quantity measured in this run; timings are the minimum over ``--repeats`` runs
@@ -34,8 +35,10 @@ BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO / "local"))
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-TARGETS = {"P1": ">= 20x", "P2": "<= 5 %", "P3": "<= 1.10x", "P4": ">= 5x, identical", "P5": "<= 15 min",
-           "P6": "tokens/s, MFU, peak memory (CUDA)"}
+TARGETS = {"P1": "report: minutes per 1,000 h on one core (vs HF's extractor)",
+           "P2": "<= 5 %", "P3": "<= 1.10x", "P4": ">= 5x, identical", "P5": "<= 15 min",
+           "P6": "tokens/s, MFU, peak memory (CUDA)",
+           "P7": "layer 30 s fwd+bwd: >= 3x less memory, not slower; 90 s: the same, or only ours fits"}
 
 
 def best_of(fn, repeats):
@@ -91,9 +94,16 @@ def bench_p1(repeats):
             our_times.append(best_of(ours_fn, 3))
         ours = compute_fbank_batch(inputs)
         diff = max(float(np.abs(o.numpy() - h).max()) for o, h in zip(ours, hf_features(inputs)))
+        audio_s = sum(len(w) for w in inputs) / 16000
         result[name] = {"hf_s": min(hf_times), "ours_s": min(our_times), "ratio": min(hf_times) / min(our_times),
-                        "max_abs_diff": diff, "audio_s": sum(len(w) for w in inputs) / 16000}
-    return {"ratio": min(r["ratio"] for r in result.values()),
+                        "max_abs_diff": diff, "audio_s": audio_s,
+                        # real-time factor on one core, and what it means for a corpus: 1,000 h = 60,000 min
+                        "rtf_per_core": min(our_times) / audio_s, "hf_rtf_per_core": min(hf_times) / audio_s,
+                        "minutes_per_1000h": 60000 * min(our_times) / audio_s,
+                        "hf_minutes_per_1000h": 60000 * min(hf_times) / audio_s}
+    worst = max(result.values(), key=lambda r: r["rtf_per_core"])
+    return {"rtf_per_core": worst["rtf_per_core"], "minutes_per_1000h": worst["minutes_per_1000h"],
+            "ratio": min(r["ratio"] for r in result.values()),
             "max_abs_diff": max(r["max_abs_diff"] for r in result.values()), "cases": result}
 
 
@@ -399,6 +409,242 @@ def bench_p6():
     return out
 
 
+# ----------------------------------------------------------------------------------------------------- P7 attention
+W2V_BERT_ARCH = REPO / "espnet_speechlm_plugin/arch/w2v-bert-2.0"  # w2v-BERT 2.0's config: 1024 wide, 16 heads
+# glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold in the heap, so RSS would remember
+# old tensors; a fixed 1 MiB threshold returns every freed tensor at once and RSS follows the live tensors
+P7_CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**20)}
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmSize"].split()[0])
+
+
+def p7_child(spec):
+    """One configuration of the w2v-BERT attention benchmark, alone in this process (its peak RSS is its own)."""
+    import resource
+
+    from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+    from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertEncoderLayer
+
+    from espnet_speechlm_plugin.model.w2v_bert_attention import use_efficient_attention
+
+    frames, train = spec["seconds"] * 50, spec["mode"] == "fwd+bwd"
+    # dropout, layerdrop and SpecAugment off: both sides compute the same deterministic function in train mode
+    config = Wav2Vec2BertConfig.from_pretrained(W2V_BERT_ARCH, layerdrop=0.0, mask_time_prob=0.0,
+                                                conformer_conv_dropout=0.0)
+    torch.manual_seed(0)
+    valid = torch.ones(1, frames, dtype=torch.long)  # one utterance, no padding, mask given as our encoder does
+    if spec["scope"] == "layer":
+        model = Wav2Vec2BertEncoderLayer(config)
+        x = torch.randn(1, frames, config.hidden_size)
+        # the additive (B, 1, T, T) mask as Wav2Vec2BertEncoder hands it to every layer (an expanded view)
+        additive = ((1.0 - valid[:, None, None, :].float()) * torch.finfo(torch.float32).min).expand(
+            1, 1, frames, frames)
+
+        def run(inp):
+            return model(inp, attention_mask=additive, conv_attention_mask=valid)[0]
+    else:
+        model = Wav2Vec2BertModel(config)
+        x = torch.randn(1, frames, config.feature_projection_input_dim)
+
+        def run(inp):
+            return model(input_features=inp, attention_mask=valid).last_hidden_state
+    if spec["impl"] == "ours":
+        use_efficient_attention(model, config)
+    model.train(train)
+    weights = torch.randn(1, frames, config.hidden_size)
+    base_rss, vm_size = _rss_kib()
+    # cap this process: its virtual size now + what it may still add (large tensors are fresh mappings)
+    limit = int(vm_size * 1024 + max(spec["cap_gib"] * 2**30 - base_rss * 1024, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    times, after_forward = [], 0
+    try:
+        for i in range(spec["warmup"] + spec["repeats"]):
+            model.zero_grad(set_to_none=True)
+            inp = x.clone().requires_grad_(train)
+            start = time.perf_counter()
+            if train:
+                y = run(inp)
+                after_forward = max(after_forward, _rss_kib()[0] - base_rss)  # what the backward pass will read
+                (y * weights).sum().backward()
+            else:
+                with torch.no_grad():
+                    y = run(inp)
+            if i >= spec["warmup"]:
+                times.append(time.perf_counter() - start)
+    except (RuntimeError, MemoryError) as e:
+        if not isinstance(e, MemoryError) and "alloc" not in str(e):
+            raise
+        print("P7CHILD " + json.dumps({"did_not_fit_gib": spec["cap_gib"], "error": str(e).splitlines()[0][:200]}))
+        return
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.save({"output": y.detach(), "input_grad": inp.grad if train else None}, spec["tensors"])
+    out = {"seconds_per_step": min(times), "step_peak_gib": (peak - base_rss) / 2**20,
+           "peak_rss_gib": peak / 2**20, "base_rss_gib": base_rss / 2**20, "runs": len(times),
+           "params": sum(p.numel() for p in model.parameters())}
+    if train:
+        out["after_forward_gib"] = after_forward / 2**20
+    print("P7CHILD " + json.dumps(out), flush=True)
+
+
+def _p7_run(spec):
+    env = dict(os.environ, **P7_CHILD_ENV)
+    res = subprocess.run([sys.executable, str(BENCH / "run.py"), "--p7_child", json.dumps(spec)],
+                         capture_output=True, text=True, cwd=REPO, env=env)
+    line = [x for x in res.stdout.splitlines() if x.startswith("P7CHILD ")]
+    if res.returncode != 0 or not line:
+        return {"error": (res.stderr or res.stdout)[-1500:], "returncode": res.returncode}
+    return json.loads(line[-1][len("P7CHILD "):])
+
+
+def _p7_predict_encoder(cases, impl, sec, layers):
+    """A whole-encoder forward+backward from one layer's at the same length: when the backward pass starts, every
+    layer holds what one layer holds after its forward, and one layer's backward adds its transient; the time is
+    ``layers`` times one layer's. Both are scaled by measured / predicted at the longest shorter length where the
+    encoder itself ran (the layer's process also holds its hidden-state input and output, the encoder's does not)."""
+    def from_layer(s):
+        layer = cases.get(f"layer_{s}s_fwd+bwd", {}).get(impl, {})
+        if "after_forward_gib" not in layer:
+            return None
+        return (layers * layer["after_forward_gib"] + layer["step_peak_gib"] - layer["after_forward_gib"],
+                layers * layer["seconds_per_step"])
+
+    guess = from_layer(sec)
+    if guess is None:
+        return None
+    memory, seconds = guess
+    ran = sorted(int(name.split("_")[1][:-1]) for name, row in cases.items()
+                 if name.startswith("encoder_") and name.endswith("_fwd+bwd") and "after_forward_gib" in row[impl])
+    for s in reversed([s for s in ran if s < sec and from_layer(s)]):
+        measured, (mem_s, sec_s) = cases[f"encoder_{s}s_fwd+bwd"][impl], from_layer(s)
+        return {"predicted": True, "calibrated_on_s": s, "step_peak_gib": memory * measured["step_peak_gib"] / mem_s,
+                "seconds_per_step": seconds * measured["seconds_per_step"] / sec_s}
+    return {"predicted": True, "step_peak_gib": memory, "seconds_per_step": seconds}
+
+
+def _p7_extrapolate(cases, scope, mode, impl, sec):
+    """Peak memory at ``sec`` from the two longest shorter runs of the same kind: a T + b T² through the origin
+    (activations grow with T, the attention's score-sized tensors with T²)."""
+    runs = sorted((int(name.split("_")[1][:-1]), row[impl]["step_peak_gib"]) for name, row in cases.items()
+                  if name.startswith(f"{scope}_") and name.endswith(f"_{mode}") and "step_peak_gib" in row[impl]
+                  and not row[impl].get("predicted") and int(name.split("_")[1][:-1]) < sec)
+    if len(runs) < 2:
+        return None
+    (t1, m1), (t2, m2) = [(s * 50, m) for s, m in runs[-2:]]
+    b = (m2 / t2 - m1 / t1) / (t2 - t1)
+    a = m1 / t1 - b * t1
+    t = sec * 50
+    return a * t + b * t * t
+
+
+def bench_p7(seconds=(10, 30, 90), encoder_seconds=(10, 30, 90), encoder_train_seconds=(10, 30)):
+    """w2v-BERT self-attention: ours (model/w2v_bert_attention.py) vs HF's, one real-size layer and the whole
+    24-layer encoder, forward (eval, no grad) and forward+backward (train), time and peak memory.
+
+    Every configuration runs in a fresh process capped at the memory then available (less 1.5 GiB, at most
+    20 GiB); one that does not fit reports so. Memory is the peak RSS of that process (``ru_maxrss``) minus its RSS
+    once the weights and inputs exist: what the step itself needs. A whole-encoder forward+backward that the
+    layer's numbers put above 3/4 of the cap, or whose length is not in ``encoder_train_seconds`` (90 s takes
+    tens of minutes on one core), is predicted from the layer's numbers instead (``_p7_predict_encoder``), and
+    marked so.
+    """
+    from transformers import Wav2Vec2BertConfig
+
+    with open("/proc/meminfo") as f:
+        available = int(next(line for line in f if line.startswith("MemAvailable")).split()[1]) / 2**20
+    cap = round(min(20.0, available - 1.5), 1)
+    config = Wav2Vec2BertConfig.from_pretrained(W2V_BERT_ARCH)
+    layers = config.num_hidden_layers
+    plan = [("layer", mode, s) for mode in ("fwd", "fwd+bwd") for s in seconds]
+    plan += [("encoder", "fwd", s) for s in encoder_seconds]
+    plan += [("encoder", "fwd+bwd", s) for s in encoder_seconds]
+    cases = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scope, mode, sec in plan:
+            name, row = f"{scope}_{sec}s_{mode}", {}
+            for impl in ("hf", "ours"):
+                predicted = None
+                if scope == "encoder" and mode == "fwd+bwd":
+                    predicted = _p7_predict_encoder(cases, impl, sec, layers)
+                # not started: lengths left out, and runs the layer's numbers put near the cap (a shared machine)
+                if predicted and (sec not in encoder_train_seconds or predicted["step_peak_gib"] > 0.75 * cap):
+                    row[impl] = predicted
+                else:
+                    short = sec <= 30 and scope == "layer"  # repeat the quick ones, run the long ones once
+                    row[impl] = _p7_run({"scope": scope, "impl": impl, "seconds": sec, "mode": mode, "cap_gib": cap,
+                                         "repeats": 3 if short else 1, "warmup": 1 if short else 0,
+                                         "tensors": f"{tmp}/{impl}.pt"})
+                    if predicted:  # run anyway: the prediction next to the measurement
+                        row[impl]["predicted_step_peak_gib"] = predicted["step_peak_gib"]
+                    if "did_not_fit_gib" in row[impl]:
+                        row[impl]["predicted_step_peak_gib"] = _p7_extrapolate(cases, scope, mode, impl, sec)
+                print(f"P7 {name} {impl}: {json.dumps(row[impl])[:300]}", flush=True)
+            hf, ours = row["hf"], row["ours"]
+            if "seconds_per_step" in hf and "seconds_per_step" in ours:
+                if not hf.get("predicted") and not ours.get("predicted"):
+                    a, b = torch.load(f"{tmp}/hf.pt"), torch.load(f"{tmp}/ours.pt")
+                    row["max_abs_diff"] = float((a["output"] - b["output"]).abs().max())
+                    if a["input_grad"] is not None:
+                        row["max_abs_diff_input_grad"] = float((a["input_grad"] - b["input_grad"]).abs().max())
+                        row["input_grad_max_abs"] = float(a["input_grad"].abs().max())
+                row["speed_ratio"] = hf["seconds_per_step"] / ours["seconds_per_step"]
+                row["memory_ratio"] = hf["step_peak_gib"] / ours["step_peak_gib"]
+            cases[name] = row
+    key = cases.get("layer_30s_fwd+bwd", {})
+    return {"speed_ratio": key.get("speed_ratio"), "memory_ratio": key.get("memory_ratio"),
+            "max_abs_diff": key.get("max_abs_diff"), "max_abs_diff_input_grad": key.get("max_abs_diff_input_grad"),
+            "memory_cap_gib": cap, "cases": cases,
+            "memory_measure": "peak RSS (ru_maxrss) of a fresh process per configuration minus its RSS once weights "
+                              "and inputs exist (glibc mmap threshold fixed at 1 MiB so RSS follows live tensors); "
+                              "batch 1, 50 Hz frames (T = 50 x seconds), fp32, one thread",
+            "model": "w2v-BERT 2.0 architecture (arch/w2v-bert-2.0/config.json), random weights; dropout, "
+                     "layerdrop and SpecAugment off"}
+
+
+def _p7_side(r):
+    if "did_not_fit_gib" in r:
+        need = r.get("predicted_step_peak_gib")
+        return f"did not fit in {r['did_not_fit_gib']:.0f} GiB" + (f" (needs ~{need:.0f} GiB)" if need else "")
+    if "error" in r:
+        return "error"
+    pred = " predicted" if r.get("predicted") else ""
+    return f"{r['step_peak_gib']:.2f} GiB{pred}, {r['seconds_per_step']:.1f} s{pred}"
+
+
+def p7_summary(p7):
+    """One README cell: per scope and mode, each length's ratios (or who did not fit)."""
+    groups = {}
+    for name, row in p7["cases"].items():
+        scope, sec, mode = name.split("_")
+        if "speed_ratio" in row:
+            diff = f", diff {row['max_abs_diff']:.0e}" if "max_abs_diff" in row else ""
+            hf, ours = (f"{row[k]['step_peak_gib']:.2f}" + (" predicted" if row[k].get("predicted") else "")
+                        for k in ("hf", "ours"))
+            text = (f"{sec[:-1]} s: {row['speed_ratio']:.2f}x speed, {row['memory_ratio']:.1f}x less memory "
+                    f"(HF {hf}, ours {ours} GiB{diff})")
+        else:
+            text = f"{sec[:-1]} s: HF {_p7_side(row['hf'])}; ours {_p7_side(row['ours'])}"
+        groups.setdefault(f"{scope} {mode}", []).append(text)
+    return "<br>".join(f"**{g}**: " + "; ".join(t) for g, t in groups.items())
+
+
+def p7_met(p7):
+    def holds(row):
+        return row.get("memory_ratio", 0) >= 3 and row.get("speed_ratio", 0) >= 1
+
+    def only_ours_fits(row):
+        hf, ours = row.get("hf", {}), row.get("ours", {})
+        hf_out = "did_not_fit_gib" in hf or (hf.get("predicted") and hf["step_peak_gib"] > p7["memory_cap_gib"])
+        return hf_out and "seconds_per_step" in ours and not ours.get("predicted")
+
+    at30, at90 = p7["cases"].get("layer_30s_fwd+bwd", {}), p7["cases"].get("layer_90s_fwd+bwd")
+    ok = holds(at30) and (at90 is None or holds(at90) or only_ours_fits(at90))
+    return "yes" if ok else "no"
+
+
 # ----------------------------------------------------------------------------------------------------- RSS
 _RSS_CHILD = r"""
 import resource, sys, time, torch, numpy as np
@@ -484,9 +730,10 @@ def write_readme(results):
     p = results
     if "P1" in p:
         c = p["P1"]["cases"]
-        lines.append(row("P1", "; ".join(f"{k}: {v['ratio']:.1f}x (HF {v['hf_s'] * 1e3:.0f} ms, ours "
-                                         f"{v['ours_s'] * 1e3:.1f} ms)" for k, v in c.items())
-                         + f"; max abs diff {p['P1']['max_abs_diff']:.1e}", "yes" if p["P1"]["ratio"] >= 20 else "no"))
+        lines.append(row("P1", "; ".join(
+            f"{k}: real-time factor {v['rtf_per_core']:.1e} per core = {v['minutes_per_1000h']:.0f} min per 1,000 h "
+            f"on one core (HF's SeamlessM4T extractor {v['hf_minutes_per_1000h']:.0f} min, {v['ratio']:.1f}x)"
+            for k, v in c.items()) + f"; max abs diff {p['P1']['max_abs_diff']:.1e}", ""))
     if "P2" in p:
         parts = []
         for dist, rows in p["P2"]["distributions"].items():
@@ -507,25 +754,43 @@ def write_readme(results):
     if "P6" in p:
         lines.append(row("P6", p["P6"].get("skipped") or f"{p['P6']['tokens_per_s']:.0f} tokens/s, MFU "
                          f"{p['P6']['mfu']}, peak {p['P6']['peak_memory_gib']:.1f} GiB", ""))
+    if "P7" in p:
+        lines.append(row("P7", p7_summary(p["P7"]), p7_met(p["P7"])))
     if "RSS" in p:
         lines.append(row("RSS", "; ".join(f"{k}: " + (f"{v['peak_rss_mib']:.0f} MiB peak RSS" if "peak_rss_mib" in v
                                                        else v.get("skipped", v.get("error", "")[:80]))
                                           for k, v in p["RSS"].items() if isinstance(v, dict)), ""))
+    if "P7" in p:
+        lines += ["", "P7 (w2v-BERT self-attention, model/w2v_bert_attention.py vs HF's, docs/performance.md): "
+                  "speed = HF's time / ours, memory = HF's / ours, each the peak RSS of a fresh process above its "
+                  "RSS once weights and inputs exist; batch 1, fp32, one thread; diff = max abs difference of the "
+                  "outputs. 'predicted': a 24-layer forward+backward computed from one layer's numbers, not run."]
     lines += ["", "Full numbers: bench/results.json."]
     (BENCH / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", default=["P1", "P2", "P3", "P4", "P6", "RSS"],
-                        help="benchmarks to run (P1 P2 P3 P4 P6 RSS); entries of the others stay in results.json")
+    parser.add_argument("--only", nargs="+", default=["P1", "P2", "P3", "P4", "P6", "RSS", "P7"],
+                        help="benchmarks to run (P1 P2 P3 P4 P6 RSS P7); entries of the others stay in results.json")
     parser.add_argument("--repeats", type=int, default=5, help="timings are the minimum over this many runs")
     parser.add_argument("--mini_utts", type=int, default=1500,
                         help="P2: mini_espeak train utterances synthesised for the duration distribution")
     parser.add_argument("--with_0p5b", action="store_true",
                         help="RSS: also one stage-1 step of the 0.5B architecture on CPU (slow, several GB)")
+    parser.add_argument("--p7_seconds", type=int, nargs="+", default=[10, 30, 90],
+                        help="P7: audio lengths (s, 50 Hz) for one layer; real size: run under flock -x "
+                             "/tmp/heavy.lock")
+    parser.add_argument("--p7_encoder_seconds", type=int, nargs="*", default=[10, 30, 90],
+                        help="P7: lengths for the whole 24-layer encoder (none: layer only)")
+    parser.add_argument("--p7_encoder_train_seconds", type=int, nargs="*", default=[10, 30],
+                        help="P7: encoder lengths whose forward+backward is run; the others are predicted from "
+                             "the layer's numbers (90 s takes tens of minutes on one core)")
+    parser.add_argument("--p7_child", help=argparse.SUPPRESS)  # one P7 configuration, in its own process
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     a = parser.parse_args(argv)
+    if a.p7_child:
+        return p7_child(json.loads(a.p7_child))
     results = json.loads(a.out.read_text()) if a.out.exists() else {}
     results["machine"] = machine()
     results["machine"]["note"] = ("Shared machine (other jobs running): ratios come from interleaved runs, "
@@ -534,13 +799,14 @@ def main(argv=None):
     runners = {"P1": lambda: bench_p1(a.repeats), "P2": lambda: bench_p2(a.mini_utts),
                "P3": lambda: bench_p3(a.repeats), "P4": lambda: bench_p4(a.repeats), "P6": bench_p6,
                "RSS": lambda: bench_rss(a.with_0p5b)}
+    runners["P7"] = lambda: bench_p7(a.p7_seconds, a.p7_encoder_seconds, a.p7_encoder_train_seconds)
     for key in a.only:
         start = time.perf_counter()
         results[key] = runners[key]()
         results[key]["bench_wall_s"] = time.perf_counter() - start
         summary = {k: v for k, v in results[key].items() if k in (
             "ratio", "max_abs_diff", "identical", "ratio_with_data_loading", "padding_fraction", "decoder_only_ratio",
-            "random_per_distribution", "skipped")}
+            "random_per_distribution", "skipped", "speed_ratio", "memory_ratio")}
         print(f"{key}: {json.dumps(summary)}", flush=True)
         tmp = a.out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -58,6 +58,9 @@ class W2VBertEncoder(nn.Module):
 
     ``config_overrides`` change the pretrained config (e.g. ``mask_time_prob: 0.0``, ``layerdrop: 0.0``); HF's
     defaults keep SpecAugment, layerdrop and dropout on in training mode. SpeechLM puts a frozen encoder in eval.
+    ``attention: efficient`` (default) computes the relative-position self-attention without HF's (T, T, head_dim)
+    table (``model/w2v_bert_attention.py``: same outputs and parameters, far less memory on long inputs);
+    ``attention: hf`` keeps HF's own module.
     """
 
     def __init__(
@@ -67,12 +70,19 @@ class W2VBertEncoder(nn.Module):
         gradient_checkpointing: bool = False,
         torch_dtype: Optional[str] = None,
         random_init: bool = False,
+        attention: str = "efficient",
     ):
         super().__init__()
         from transformers import Wav2Vec2BertModel
 
+        from espnet_speechlm_plugin.model.w2v_bert_attention import ATTENTION_CHOICES, use_efficient_attention
+
+        if attention not in ATTENTION_CHOICES:
+            raise ValueError(f"encoder_conf.attention must be one of {ATTENTION_CHOICES}, not {attention!r}")
         self.model = load_or_init(Wav2Vec2BertModel, name_or_path, "speech encoder", random_init, torch_dtype,
                                   **(config_overrides or {}))
+        if attention == "efficient":
+            use_efficient_attention(self.model)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
 

@@ -14,6 +14,7 @@ import logging
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+import transformers
 from espnet2.tasks.abs_task import AbsTask, optim_classes
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
@@ -157,6 +158,10 @@ class SpeechLMTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SpeechLM:
+        # transformers logs through its own logger: hold it to ESPnet's level (ERROR on DDP ranks other than 0)
+        quiet = logging.getLogger().getEffectiveLevel()
+        if quiet > transformers.logging.get_verbosity():
+            transformers.logging.set_verbosity(quiet)
         tokenizer = cls._tokenizer(args)
         encoder = _build(encoder_choices, args)
         compressor = _build(compressor_choices, args, input_size=encoder.input_size())
