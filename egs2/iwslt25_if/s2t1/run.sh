@@ -14,6 +14,7 @@
 #   ./run.sh --stage 1 --stop_stage 2 --corpora_root /tmp/fixture   # dry run on fixture corpora
 #                                         # (python -m espnet_speechlm_plugin.bin.make_fixture_corpora /tmp/fixture)
 #   ./run.sh --corpora_root /data         # find every corpus db.sh leaves empty under /data by its release name
+#   ./run.sh --rehearsal true             # stages 1-7 with real-size random-weight models on CPU (docs/rehearsal.md)
 # Options of this script: --model qwen2.5-0.5b|qwen2.5-1.5b|phi-4-mini (conf/stage{1,2}_<model>.yaml),
 # --lora true|false, --pseudolabel true|false (stage 1 adds en→de/it/zh pseudo-labels of Common Voice English and
 # stage 2 trains on conf/train_mix_stage2_pl.yaml), --corpora "librispeech mls cv covost2 fleurs spokensquad acl6060",
@@ -28,16 +29,20 @@ pseudolabel=false
 corpora="librispeech mls cv covost2 fleurs spokensquad acl6060"
 corpora_root=""
 nj=8
+rehearsal=false
 rest=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --model|--lora|--pseudolabel|--corpora|--corpora_root|--nj)
+        --model|--lora|--pseudolabel|--corpora|--corpora_root|--nj|--rehearsal)
             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
             printf -v "${1#--}" '%s' "$2"; shift 2 ;;
         --help|-h) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
         *) rest+=("$1"); shift ;;
     esac
 done
+if [ "${rehearsal}" = true ]; then  # options: local/rehearsal.py --help
+    exec local/rehearsal.sh ${corpora_root:+--corpora_root "${corpora_root}"} "${rest[@]}"
+fi
 [ -f "conf/stage1_${model}.yaml" ] || { echo "$0: --model ${model}: no conf/stage1_${model}.yaml" >&2; exit 1; }
 stage2_config="conf/stage2_${model}.yaml"
 tag="${model}"
