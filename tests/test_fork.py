@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "egs2/TEMPLATE/s2t1/setup.sh"
-sys.path.insert(0, str(REPO / "local"))
+sys.path.insert(0, str(REPO / "egs2" / "mini_espeak" / "s2t1" / "local"))  # the demo recipe's grammar
 
 from mini_grammar import Grammar  # noqa: E402
 
