@@ -16,8 +16,7 @@ import soundfile as sf
 from espnet_speechlm_plugin.bin.make_fixture_corpora import PARALLEL, make_fixture_corpora
 from espnet_speechlm_plugin.corpora import common, mls
 from espnet_speechlm_plugin.features.audio import load_audio, read_wav_scp
-from espnet_speechlm_plugin.model.prompt import parse_prompt
-from espnet_speechlm_plugin.scoring.metrics import UNANSWERABLE
+from espnet_speechlm_plugin.vocab import UNANSWERABLE, parse_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_SH = REPO / "egs2" / "iwslt25_if" / "s2t1" / "local" / "data.sh"

@@ -111,7 +111,7 @@ def test_forked_french_recipe_runs_data_and_feature_stages(tmp_path):
     assert "Stage 1: data preparation" in out.stdout and "Stage 2: features" in out.stdout
 
     from espnet_speechlm_plugin.data.kaldi import read_kaldi_text
-    from espnet_speechlm_plugin.model.prompt import validate_prompt_file
+    from espnet_speechlm_plugin.vocab import validate_prompt_file
 
     languages = yaml.safe_load((recipe / "conf/stage2_tiny.yaml").read_text(encoding="utf-8"))["languages"]
     langs, tasks = set(), set()
