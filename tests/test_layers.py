@@ -119,3 +119,18 @@ def test_tasks_and_languages_are_listed_once():
                 if tuple(node.value.split()) in lists and " " in node.value:
                     copies.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not copies, f"import TASKS / DEFAULT_LANGUAGES from espnet_speechlm_plugin.vocab instead: {copies}"
+
+
+def test_no_sys_path_edits_outside_tests():
+    """Code outside tests/ is reached as a package or as a script beside its own siblings, never by editing sys.path
+    (which breaks outside a source checkout)."""
+    edits = []
+    code = [*PKG.rglob("*.py"), *REPO.glob("bench/*.py"), *REPO.glob("egs2/*/s2t1/local/*.py"), REPO / "setup.py"]
+    for path in sorted(code):
+        rel = path.relative_to(REPO)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "path"
+                    and isinstance(node.func.value.value, ast.Name) and node.func.value.value.id == "sys"):
+                edits.append(f"{rel}:{node.lineno}")
+    assert not edits, f"sys.path edited in {edits}"
