@@ -1,4 +1,5 @@
-"""Every config in conf/ parses as training would parse it and builds its model.
+"""Every config in conf/ (and the tests' own tiny ones in tests/conf/) parses as training would parse it and builds
+its model.
 
 The tiny configs build for real on tiny local models; the real-size ones build on the meta device from the
 architectures bundled in espnet_speechlm_plugin/arch/ and must match the published parameter counts. Stage-1 and
@@ -14,8 +15,10 @@ import yaml
 
 from espnet_speechlm_plugin.bin import model_size
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-CONFIGS = sorted(CONF.glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+TEST_CONF = REPO / "tests" / "conf"
+CONFIGS = sorted(CONF.glob("*.yaml")) + sorted(TEST_CONF.glob("*.yaml"))
 REAL_SIZES = ("qwen2.5-0.5b", "qwen2.5-1.5b", "phi-4-mini")
 # compression presets: file suffix → (compressor layers, length adapter, its layers, its stride, total, encoder rate)
 PRESETS = {"": (0, "w2v_bert_adapter", 2, 2, 4, 50.0), "_paper": (3, "conformer", 2, 1, 8, 6.25)}
@@ -48,8 +51,9 @@ def _load(path: Path) -> dict:
         return yaml.safe_load(f)
 
 
-def _check_floats_and_header(path: Path, label: str):
-    """Parse a training config; its LRs/betas must be numbers and its header must say what and how it runs."""
+def _check_floats_and_header(path: Path, label: str, run_as: str = ""):
+    """Parse a training config; its LRs/betas must be numbers and its header must say what and how it runs
+    (``--config <run_as>``; default ``conf/<name>``, as a recipe runs it)."""
     args = model_size.parse_config(str(path))
     # YAML 1.1 reads 2e-4 as a string: every learning rate and beta must have come out as a number
     conf = args.optim_conf
@@ -57,7 +61,7 @@ def _check_floats_and_header(path: Path, label: str):
     assert all(isinstance(v, float) for v in numbers), f"{label}: non-float in optim_conf {conf}"
     header = path.read_text(encoding="utf-8").split("\n\n")[0]
     assert header.startswith("# Stage"), f"{label}: first line must say what it trains"
-    assert f"--config conf/{path.name}" in header, f"{label}: header must give the command that runs it"
+    assert f"--config {run_as or 'conf/' + path.name}" in header, f"{label}: header must give the command that runs it"
     return args
 
 
@@ -69,18 +73,21 @@ def _check_compression_header(path: Path, model):
 
 
 def test_conf_has_every_expected_config():
-    names = {p.name for p in CONFIGS}
-    expected = {f"stage{s}_{m}.yaml" for s in (1, 2) for m in ("tiny",) + REAL_SIZES}
-    expected |= {f"stage{s}_{m}_paper.yaml" for s in (1, 2) for m in REAL_SIZES}
-    assert expected <= names, f"missing from conf/: {sorted(expected - names)}"
+    for folder, models in ((CONF, REAL_SIZES), (TEST_CONF, ("tiny",))):
+        names = {p.name for p in folder.glob("*.yaml")}
+        expected = {f"stage{s}_{m}.yaml" for s in (1, 2) for m in models}
+        if folder == CONF:
+            expected |= {f"stage{s}_{m}_paper.yaml" for s in (1, 2) for m in models}
+        assert expected <= names, f"missing from {folder.relative_to(REPO)}/: {sorted(expected - names)}"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_config_parses_with_floats_and_a_header(path):
-    _check_floats_and_header(path, path.name)
+    _check_floats_and_header(path, path.name, str(path.relative_to(REPO)))
 
 
-@pytest.mark.parametrize("stage1", sorted(CONF.glob("stage1_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("stage1", sorted(CONF.glob("stage1_*.yaml")) + sorted(TEST_CONF.glob("stage1_*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO)))
 def test_stage_pair_differs_only_in_stage_keys(stage1):
     stage2 = stage1.with_name(stage1.name.replace("stage1_", "stage2_"))
     a, b = _flatten(_load(stage1)), _flatten(_load(stage2))
@@ -180,7 +187,7 @@ def test_unknown_architecture_names_the_known_ones(tmp_path):
         model_size.arch_path("not-a/model")
 
 
-@pytest.mark.parametrize("path", sorted(CONF.glob("stage*_tiny.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TEST_CONF.glob("stage*_tiny.yaml")), ids=lambda p: p.name)
 def test_tiny_config_builds_and_runs(path, tiny_init):
     from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
@@ -198,7 +205,6 @@ def test_tiny_config_builds_and_runs(path, tiny_init):
 
 
 # ---- every recipe's conf/: training configs parse and build at tiny size, with their own architecture family ----
-REPO = CONF.parent
 RECIPE_CONFIGS = sorted(REPO.glob("egs2/*/s2t1/conf/stage*.yaml"))
 TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=512, rope_scaling=None, max_position_embeddings=4096,

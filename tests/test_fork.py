@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "egs2/TEMPLATE/s2t1/setup.sh"
-sys.path.insert(0, str(REPO / "local"))
+sys.path.insert(0, str(REPO / "egs2" / "mini_espeak" / "s2t1" / "local"))  # the demo recipe's grammar
 
 from mini_grammar import Grammar  # noqa: E402
 
@@ -111,7 +111,7 @@ def test_forked_french_recipe_runs_data_and_feature_stages(tmp_path):
     assert "Stage 1: data preparation" in out.stdout and "Stage 2: features" in out.stdout
 
     from espnet_speechlm_plugin.data.kaldi import read_kaldi_text
-    from espnet_speechlm_plugin.model.prompt import validate_prompt_file
+    from espnet_speechlm_plugin.vocab import validate_prompt_file
 
     languages = yaml.safe_load((recipe / "conf/stage2_tiny.yaml").read_text(encoding="utf-8"))["languages"]
     langs, tasks = set(), set()

@@ -24,19 +24,7 @@ import jiwer
 from sacrebleu.metrics import BLEU, CHRF
 
 from espnet_speechlm_plugin.scoring import normalizer
-
-# Output languages and tasks the prompt file may name (`utt lang task [question...]`).
-LANGS = ("en", "de", "it", "zh")
-TASKS = ("transcribe", "translate", "answer")
-
-# The exact reference strings of an unanswerable question, per answer language. Data preparation (the grammar of
-# the mini recipe, corpus readers) imports these so that references and scoring agree on one spelling.
-UNANSWERABLE = {
-    "en": "Not answerable.",
-    "de": "Nicht zu beantworten.",
-    "it": "Non è possibile rispondere.",
-    "zh": "无法回答。",
-}
+from espnet_speechlm_plugin.vocab import UNANSWERABLE
 
 
 @dataclass
@@ -151,12 +139,10 @@ def normalize_answer(text: str) -> str:
     return text[start:end]
 
 
-_UNANSWERABLE_NORM = {normalize_answer(s) for s in UNANSWERABLE.values()}
-
-
 def is_unanswerable(text: str) -> bool:
-    """True if `text` is one of the `UNANSWERABLE` strings (any language), up to `normalize_answer`."""
-    return normalize_answer(text) in _UNANSWERABLE_NORM
+    """True if `text` is one of the `vocab.UNANSWERABLE` strings (any language, including those a recipe added with
+    `vocab.add_unanswerable`), up to `normalize_answer`."""
+    return normalize_answer(text) in {normalize_answer(s) for s in UNANSWERABLE.values()}
 
 
 def exact_match(refs: list[str], hyps: list[str]) -> Optional[float]:

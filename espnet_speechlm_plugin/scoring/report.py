@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,9 @@ from espnet_speechlm_plugin.data.kaldi import read_kaldi_lines, read_kaldi_text,
 from espnet_speechlm_plugin.scoring import confusion, diagnostic, mcif, official
 from espnet_speechlm_plugin.scoring.bertscore import BertScoreOptions, make_bertscore_metric
 from espnet_speechlm_plugin.scoring.comet import CometOptions, make_comet_metric
-from espnet_speechlm_plugin.scoring.metrics import (
-    LANGS, TASK_METRICS, TASKS, Group, MetricFn, MetricResult, compute_metrics,
-)
+from espnet_speechlm_plugin.scoring.metrics import TASK_METRICS, Group, MetricFn, MetricResult, compute_metrics
 from espnet_speechlm_plugin.scoring.repetition import repetition_metric
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, TASKS, Prompt, PromptError, parse_prompt
 
 # Column order of the RESULTS.md tables; metrics added later without a place here go to the end.
 METRIC_ORDER = (
@@ -48,9 +46,6 @@ METRIC_ORDER = (
 )
 SENTENCE_SEPARATOR = " ||| "  # between the sentences of a line of text.sentences / transcript.sentences
 _SCALE_100 = {"bleu", "chrf"}  # sacreBLEU's 0-100 scale; everything else is a fraction
-
-
-_LANG_CODE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]+)?$")
 
 
 class ScoringError(ValueError):
@@ -90,33 +85,18 @@ def build_registry(options: ScoringOptions) -> dict[str, list[MetricFn]]:
 
 
 # -------------------------------------------------------------------------------------------------- reading
-@dataclass
-class Prompt:
-    lang: str
-    task: str
-    question: str = ""
-
-
 def read_prompts(path: Path) -> dict[str, Prompt]:
-    """Parse a `prompt` file (`utt lang task [question...]`), checking lang and task."""
+    """Parse a `prompt` file (`utt lang task [question...]`) with `vocab.parse_prompt`: any language code (a recipe
+    may add languages by config; the default ones only sort first), a known task, a question for `answer`."""
     prompts: dict[str, Prompt] = {}
     for lineno, utt, value in read_kaldi_lines(path):
-        fields = value.split(maxsplit=2)
-        if len(fields) < 2:
-            raise ScoringError(f"{path} line {lineno}: utterance '{utt}' needs 'lang task [question]', got '{value}'")
-        lang, task = fields[0], fields[1]
-        if not _LANG_CODE.match(lang):  # any language a recipe adds by config; the defaults only sort first
-            raise ScoringError(
-                f"{path} line {lineno}: utterance '{utt}' has '{lang}' where a language code (e.g. {', '.join(LANGS)}) "
-                f"belongs: the line must read 'utt lang task [question]'"
-            )
-        if task not in TASKS:
-            raise ScoringError(
-                f"{path} line {lineno}: utterance '{utt}' has unknown task '{task}' (expected one of {TASKS})"
-            )
+        try:
+            prompt = parse_prompt(value, None, f"{path} line {lineno}: utterance '{utt}'")
+        except PromptError as err:
+            raise ScoringError(str(err)) from None
         if utt in prompts:
             raise ScoringError(f"{path} line {lineno}: utterance '{utt}' has a second prompt")
-        prompts[utt] = Prompt(lang, task, fields[2] if len(fields) > 2 else "")
+        prompts[utt] = prompt
     return prompts
 
 
@@ -216,7 +196,8 @@ def load_groups(
         g.ref_sentences.append(ref_sentences.get(utt))
         g.src_sentences.append(src_sentences.get(utt))
     def order(g: Group):  # tasks in TASKS order; the default languages first, then the others alphabetically
-        return TASKS.index(g.task), LANGS.index(g.lang) if g.lang in LANGS else len(LANGS), g.lang
+        langs = DEFAULT_LANGUAGES
+        return TASKS.index(g.task), langs.index(g.lang) if g.lang in langs else len(langs), g.lang
 
     return sorted(groups.values(), key=order), missing, bool(transcripts)
 

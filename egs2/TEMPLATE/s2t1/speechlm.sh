@@ -111,8 +111,8 @@ mix_opts() {
     return 0
 }
 
-config_languages() {  # the output languages a training config names (its --languages; default en de it zh)
-    ${python} -c 'import sys, yaml; print(*(yaml.safe_load(open(sys.argv[1])).get("languages") or "en de it zh".split()))' "$1"
+config_languages() {  # the output languages a training config names (its `languages:`; else the package's default)
+    ${python} -m espnet_speechlm_plugin.vocab languages "$1"
 }
 
 train() {  # train CONFIG OUTDIR EXTRA...: ESPnet Trainer; --resume makes a rerun continue (or do nothing)
