@@ -6,7 +6,7 @@
         --train_data_path_and_name_and_type dump/train/text,text,text \
         --train_shape_file dump/train/speech_shape  (same three + shape for valid_) --output_dir exp/stage1
 
-Every ESPnet training option works (``--help`` lists them); see README "Train".
+Every ESPnet training option works (``--help`` lists them); see docs/recipes.md ("The steps by hand").
 """
 
 import warnings
