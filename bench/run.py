@@ -1,4 +1,4 @@
-"""Ratio benchmarks of issue #8 (P1-P4, P6 and peak RSS), one run, written to bench/results.json and bench/README.md.
+"""Ratio benchmarks (P1-P8 and peak RSS), one run, written to bench/results.json and bench/README.md.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/run.py            # what `make bench` runs
     .venv/bin/python bench/run.py --only P1 P4 --repeats 5     # a subset; results of other ids are kept
@@ -825,7 +825,7 @@ def write_readme(results):
     def row(key, measured, target_met):
         return f"| {key} | {measured} | {TARGETS.get(key, '')} | {target_met} |"
 
-    lines = ["# Benchmarks (issue #8)", "",
+    lines = ["# Benchmarks", "",
              f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
              f"OMP_NUM_THREADS={results['machine']['omp_num_threads']}, torch {results['machine']['torch']}; "
              f"{results['machine'].get('note', '')} Run: `make bench` (bench/run.py) and bench/p5_demo.sh "

@@ -12,7 +12,7 @@
 #   --sqa_dev_fraction F    share of Spoken-SQuAD training articles held out as spokensquad_<lang>_dev (0.02)
 #   --sqa_translations DIR            <lang>.tsv (id, question, answer) for de/it/zh questions (none: English only)
 #   --pseudolabel true      also translate data/cv_en_train into de/it/zh with the MT ensemble + COMETKiwi filter
-#                           → data/cv_en_train_pl (README "Pseudo-labelling"); with --pl_mt_models FILE,
+#                           → data/cv_en_train_pl (docs/pseudolabel.md); with --pl_mt_models FILE,
 #                           --pl_qe_model NAME|PATH, --pl_threshold X, --pl_tgt_langs de,it,zh, --pl_args "..."
 #                           --nj N runs N shards as jobs through cmd.sh (slurm: one srun each, --pl_gpu GPUs per job)
 #   --extra_args "..."      any further option of the corpus readers
