@@ -5,8 +5,9 @@ Where it sits: the bottom layer (imports nothing of the package). `scoring.confu
 that are not English before they reach an MT model.
 
 The identifier is Lingua (PyPI `lingua-language-detector`, https://github.com/pemistahl/lingua-py): character
-n-gram models of 75 languages shipped inside the wheel, so it runs offline, and its rule-based pre-filter plus
-n-gram scoring is deterministic and built for short text (one sentence, a few words). A detector is built for
+n-gram models of 75 languages shipped inside the wheel, so it runs offline; its rule-based pre-filter plus n-gram
+scoring is built for short text (one sentence, a few words), and with its values rounded to 6 decimals it gives
+the same answer on every run. A detector is built for
 the languages in play only -- e.g. a test set's prompt languages and the training config's `languages:` -- so
 an output is only ever told apart from the languages it could plausibly be in; an English+French recipe needs
 no German model in memory. Detectors are cached per language set (about 35 MB and 0.2 s per language on first
@@ -80,14 +81,16 @@ def _key(languages: Iterable[str]) -> tuple[str, ...]:
 
 
 def language_confidences(text: str, languages: Iterable[str]) -> dict[str, float]:
-    """Lingua's confidence (0..1, summing to 1 unless the text has no letters) that `text` is in each candidate
-    language; a language Lingua does not know gets 0."""
+    """Lingua's confidence (0..1, 6 decimals, summing to 1 unless the text has no letters) that `text` is in each
+    candidate language; a language Lingua does not know gets 0."""
     key = _key(languages)
     detector, ours = _detector(key)
     values = dict.fromkeys(key, 0.0)
     if detector is not None and any(ch.isalpha() for ch in text):
         for cv in detector.compute_language_confidence_values(text):
-            values[ours[cv.language]] = float(cv.value)
+            # Lingua's values differ from call to call in the last bit (its sums run in hash-map order); rounded,
+            # a text gets the same values, and so the same label, every time.
+            values[ours[cv.language]] = round(float(cv.value), 6)
     return values
 
 
