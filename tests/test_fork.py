@@ -173,7 +173,8 @@ def test_french_data_and_features(french_fork):
     assert {p.split()[0] for p in prompts.values()} == {"en", "fr"}
     assert {" ".join(p.split()[:2]) for p in prompts.values()} >= {"fr translate", "fr transcribe", "fr answer"}
     text = {u: t for s in ("train", "dev", "test") for u, t in read_kaldi_text(recipe / "data" / s / "text").items()}
-    utt2spk = {u: t for s in ("train", "dev", "test") for u, t in read_kaldi_text(recipe / "data" / s / "utt2spk").items()}
+    utt2spk = {u: spk for s in ("train", "dev", "test")
+               for u, spk in read_kaldi_text(recipe / "data" / s / "utt2spk").items()}
     # French targets are French sentences of the grammar; speakers are en_* or fr_* voices
     g = Grammar(spec)
     french = [t for u, t in text.items() if prompts[u] in ("fr translate", "fr transcribe")]

@@ -2,7 +2,8 @@
 
 Where it sits: stage 6 (`scoring.report`) labels every hypothesis with `classify_output` and reports, per task, the
 fraction of outputs that performed another task than asked (`task_confusion`) and an asked x performed matrix.
-The diagnostic of `scoring.diagnostic` (same audio decoded with every task prompt) reuses `classify_output` and `confusion_matrix`.
+The diagnostic of `scoring.diagnostic` (same audio decoded with every task prompt) reuses `classify_output` and
+`confusion_matrix`.
 
 How one output is labelled (first rule that fires):
 1. empty output                                                   -> "other"
