@@ -41,7 +41,7 @@ demo: install
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
 
-# make bench  — ratio benchmarks of issue #8 (features, bucketing, trainer overhead, decoding, real-size step,
+# make bench  — speed and memory benchmarks (features, bucketing, trainer overhead, decoding, real-size step,
 # peak RSS) on the installed venv, one thread; writes bench/results.json and bench/README.md (P5: bench/p5_demo.sh)
 .PHONY: bench
 bench: install

@@ -32,7 +32,6 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
-sys.path.insert(0, str(REPO / "local"))
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 TARGETS = {"P1": "report: minutes per 1,000 h on one core (vs HF's extractor)",
@@ -54,7 +53,7 @@ def best_of(fn, repeats):
 # ----------------------------------------------------------------------------------------------------- P1 features
 def speech_audio(seconds, seed):
     """espeak-ng speech (en/de/it/zh voices, random sentences of the mini grammar's words) of about ``seconds``."""
-    from espeak_synth import Voice, synthesize
+    from espnet_speechlm_plugin.synth.espeak import Voice, synthesize
 
     words = ("the red cat sees two dogs in the garden a small green bird sleeps on the old bridge and "
              "die rote Katze sieht zwei Hunde il gatto rosso vede due cani").split()
@@ -132,14 +131,26 @@ def random_batches(lengths, batch_size, seed):
     return [keys[i: i + batch_size] for i in range(0, len(keys), batch_size)]
 
 
+def demo_recipe_module(name):
+    """A module of the demo recipe's ``local/`` (its grammar, its corpus maker), loaded from its file and registered
+    under its own name, which is how the corpus maker's ``import mini_grammar`` finds the grammar beside it."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "egs2/mini_espeak/s2t1/local" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def mini_corpus_lengths(num, seed):
     """Frames (50 Hz) of ``num`` train utterances of the mini_espeak corpus as run.sh plans it, synthesised here."""
-    import make_mini_corpus
-    import mini_grammar
-    from espeak_synth import synthesize
-
     from espnet_speechlm_plugin.features.fbank import num_output_frames
+    from espnet_speechlm_plugin.synth.espeak import synthesize
 
+    mini_grammar = demo_recipe_module("mini_grammar")  # first: the corpus maker imports it
+    make_mini_corpus = demo_recipe_module("make_mini_corpus")
     grammar = mini_grammar.load_grammar(REPO / "egs2/mini_espeak/s2t1/conf/grammar.yaml")
     mix = {"transcribe": 0.2, "translate": 0.3, "answer": 0.4, "transcribe_other": 0.1}  # run.sh's --frac_*
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +177,8 @@ def bench_p2(mini_utts):
             bins = int(bs * mean_frames * 160)  # numel/length bins for ~16 utterances a batch
             rows = {
                 "random (unsorted, batch_size 16)": random_batches(lengths, bs, 0),
-                "espnet sorted, batch_size 16 (conf/*tiny*.yaml)": espnet_batches("sorted", lengths, bs, 0, tmp),
+                "espnet sorted, batch_size 16 (tests/conf/*tiny*.yaml)":
+                    espnet_batches("sorted", lengths, bs, 0, tmp),
                 "espnet folded, batch_size 16, fold 800": espnet_batches("folded", lengths, bs, 0, tmp),
                 f"espnet numel, batch_bins {bins} (~16 utts)": espnet_batches("numel", lengths, bs, bins, tmp),
                 f"espnet length, batch_bins {bins // 160}": espnet_batches("length", lengths, bs, bins // 160, tmp),
@@ -292,7 +304,7 @@ def bench_p3(repeats):
         SpeechLMTask.trainer = TimingTrainer
         try:
             speechlm_train.main([
-                "--config", str(REPO / "conf/stage2_tiny.yaml"), "--output_dir", f"{tmp}/exp",
+                "--config", str(REPO / "tests/conf/stage2_tiny.yaml"), "--output_dir", f"{tmp}/exp",
                 "--encoder_conf", f"name_or_path={init}/encoder", "--decoder_conf", f"name_or_path={init}/decoder",
                 "--length_adapter_conf", "num_heads=4", "--length_adapter_conf", "ffn_dim=128",
                 "--batch_type", "sorted", "--batch_size", "8", "--max_epoch", str(1 + 2 * repeats),
@@ -305,7 +317,7 @@ def bench_p3(repeats):
     return {"ratio": per_step["espnet_preloaded"] / per_step["bare_preloaded"],
             "ratio_with_data_loading": per_step["espnet_with_loader"] / per_step["bare_preloaded"],
             "step_ms": {k: 1e3 * v for k, v in per_step.items()}, "steps_per_epoch": n,
-            "model": "tiny (w2v-BERT hidden 64 + Qwen2 hidden 64), conf/stage2_tiny.yaml, batch_size 8, 1-4 s"}
+            "model": "tiny (w2v-BERT hidden 64 + Qwen2 hidden 64), tests/conf/stage2_tiny.yaml, batch_size 8, 1-4 s"}
 
 
 # ----------------------------------------------------------------------------------------------------- P4 decoding
@@ -737,10 +749,12 @@ def p7_met(p7):
 
 # ----------------------------------------------------------------------------------------------------- RSS
 _RSS_CHILD = r"""
-import resource, sys, time, torch, numpy as np
-sys.path.insert(0, sys.argv[1])
+import importlib.util, resource, sys, time, torch, numpy as np
 torch.set_num_threads(1)
-from run import tiny_args, tiny_init_dir
+spec = importlib.util.spec_from_file_location("bench_run", sys.argv[1])  # this file, for its tiny-model helpers
+bench_run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_run)
+tiny_args, tiny_init_dir = bench_run.tiny_args, bench_run.tiny_init_dir
 from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 which, tmp = sys.argv[2], sys.argv[3]
 if which == "tiny":
@@ -775,12 +789,12 @@ print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_coun
 
 def bench_rss(with_0p5b):
     out = {}
-    runs = [("tiny", "conf/stage2_tiny.yaml")]
+    runs = [("tiny", "tests/conf/stage2_tiny.yaml")]
     if with_0p5b:
         runs.append(("qwen2.5-0.5b_stage1", "conf/stage1_qwen2.5-0.5b.yaml"))
     for which, config in runs:
         with tempfile.TemporaryDirectory() as tmp:
-            res = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(BENCH), which.split("_")[0], tmp,
+            res = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(BENCH / "run.py"), which.split("_")[0], tmp,
                                   str(REPO / config)], capture_output=True, text=True, cwd=BENCH)
         if res.returncode != 0:
             out[which] = {"error": res.stderr[-2000:]}

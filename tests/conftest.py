@@ -105,7 +105,7 @@ def tiny_exp(tiny_init, tmp_path_factory):
     dump = root / "dump"
     featurize.main(["--data_dir", str(data), "--out_dir", str(dump), "--nj", "1"])
     exp1, exp2 = root / "exp1", root / "exp2"
-    speechlm_train.main(train_cmd("conf/stage1_tiny.yaml", exp1, dump, tiny_init))
-    speechlm_train.main(train_cmd("conf/stage2_tiny.yaml", exp2, dump, tiny_init,
+    speechlm_train.main(train_cmd("tests/conf/stage1_tiny.yaml", exp1, dump, tiny_init))
+    speechlm_train.main(train_cmd("tests/conf/stage2_tiny.yaml", exp2, dump, tiny_init,
                                   "--init_param", str(exp1 / "valid.loss.best.pth")))
     return root, dump, exp1, exp2

@@ -1,4 +1,5 @@
-"""Every config in conf/ parses as training would parse it and builds its model.
+"""Every config in conf/ (and the tests' own tiny ones in tests/conf/) parses as training would parse it and builds
+its model.
 
 The tiny configs build for real on tiny local models; the real-size ones build on the meta device from the
 architectures bundled in espnet_speechlm_plugin/arch/ and must match the published parameter counts. Stage-1 and
@@ -14,15 +15,21 @@ import yaml
 
 from espnet_speechlm_plugin.bin import model_size
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-CONFIGS = sorted(CONF.glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+TEST_CONF = REPO / "tests" / "conf"
+CONFIGS = sorted(CONF.glob("*.yaml")) + sorted(TEST_CONF.glob("*.yaml"))
 REAL_SIZES = ("qwen2.5-0.5b", "qwen2.5-1.5b", "phi-4-mini")
+# compression presets: file suffix → (compressor layers, length adapter, its layers, its stride, total, encoder rate)
+PRESETS = {"": (0, "w2v_bert_adapter", 2, 2, 4, 50.0), "_paper": (3, "conformer", 2, 1, 8, 6.25)}
 DECODERS = {"qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B", "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
             "phi-4-mini": "microsoft/Phi-4-mini-instruct"}
 # w2v-BERT 2.0 builds to 580,493,120 parameters (1,024 of them the SpecAugment mask embedding); its card says "600M"
 W2V_BERT_CARD, W2V_BERT_TOLERANCE = 600e6, 0.05
 # what may differ between stage1_X.yaml and stage2_X.yaml (dotted paths; a trailing ".*" covers a whole sub-dict)
-STAGE_KEYS = ("freeze_param", "length_hint_prob", "init_param", "optim_conf.lr", "optim_conf.param_groups.*")
+# encoder_conf.gradient_checkpointing: only a training encoder (stage 2) keeps activations to recompute
+STAGE_KEYS = ("freeze_param", "length_hint_prob", "init_param", "optim_conf.lr", "optim_conf.param_groups.*",
+              "encoder_conf.gradient_checkpointing")
 
 
 def _flatten(d, prefix=""):
@@ -44,8 +51,9 @@ def _load(path: Path) -> dict:
         return yaml.safe_load(f)
 
 
-def _check_floats_and_header(path: Path, label: str):
-    """Parse a training config; its LRs/betas must be numbers and its header must say what and how it runs."""
+def _check_floats_and_header(path: Path, label: str, run_as: str = ""):
+    """Parse a training config; its LRs/betas must be numbers and its header must say what and how it runs
+    (``--config <run_as>``; default ``conf/<name>``, as a recipe runs it)."""
     args = model_size.parse_config(str(path))
     # YAML 1.1 reads 2e-4 as a string: every learning rate and beta must have come out as a number
     conf = args.optim_conf
@@ -53,22 +61,33 @@ def _check_floats_and_header(path: Path, label: str):
     assert all(isinstance(v, float) for v in numbers), f"{label}: non-float in optim_conf {conf}"
     header = path.read_text(encoding="utf-8").split("\n\n")[0]
     assert header.startswith("# Stage"), f"{label}: first line must say what it trains"
-    assert f"--config conf/{path.name}" in header, f"{label}: header must give the command that runs it"
+    assert f"--config {run_as or 'conf/' + path.name}" in header, f"{label}: header must give the command that runs it"
     return args
 
 
+def _check_compression_header(path: Path, model):
+    """The header states the total compression and the audio-embedding rate of the model the config builds."""
+    header = path.read_text(encoding="utf-8").split("\n\n")[0]
+    rate = model.frame_rates()["audio_embeddings"]
+    assert f"{model.compression()}x in total (50 Hz fbank → {rate:g} audio embeddings/s)" in header, path.name
+
+
 def test_conf_has_every_expected_config():
-    names = {p.name for p in CONFIGS}
-    expected = {f"stage{s}_{m}.yaml" for s in (1, 2) for m in ("tiny",) + REAL_SIZES}
-    assert expected <= names, f"missing from conf/: {sorted(expected - names)}"
+    for folder, models in ((CONF, REAL_SIZES), (TEST_CONF, ("tiny",))):
+        names = {p.name for p in folder.glob("*.yaml")}
+        expected = {f"stage{s}_{m}.yaml" for s in (1, 2) for m in models}
+        if folder == CONF:
+            expected |= {f"stage{s}_{m}_paper.yaml" for s in (1, 2) for m in models}
+        assert expected <= names, f"missing from {folder.relative_to(REPO)}/: {sorted(expected - names)}"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_config_parses_with_floats_and_a_header(path):
-    _check_floats_and_header(path, path.name)
+    _check_floats_and_header(path, path.name, str(path.relative_to(REPO)))
 
 
-@pytest.mark.parametrize("stage1", sorted(CONF.glob("stage1_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("stage1", sorted(CONF.glob("stage1_*.yaml")) + sorted(TEST_CONF.glob("stage1_*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO)))
 def test_stage_pair_differs_only_in_stage_keys(stage1):
     stage2 = stage1.with_name(stage1.name.replace("stage1_", "stage2_"))
     a, b = _flatten(_load(stage1)), _flatten(_load(stage2))
@@ -79,22 +98,43 @@ def test_stage_pair_differs_only_in_stage_keys(stage1):
     assert (a["length_hint_prob"], b["length_hint_prob"]) == (0.9, 0.0)
 
 
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p or "release")
 @pytest.mark.parametrize("size", REAL_SIZES)
-def test_real_config_hyperparameters(size):
-    s1 = model_size.parse_config(str(CONF / f"stage1_{size}.yaml"))
-    s2 = model_size.parse_config(str(CONF / f"stage2_{size}.yaml"))
-    assert s2.optim_conf["param_groups"] == {"compressor": 2.0e-4, "length_adapter": 2.0e-4, "projector": 2.0e-4,
-                                             "encoder": 6.0e-6, "decoder": 2.0e-5}
+def test_real_config_hyperparameters(size, preset):
+    s1 = model_size.parse_config(str(CONF / f"stage1_{size}{preset}.yaml"))
+    s2 = model_size.parse_config(str(CONF / f"stage2_{size}{preset}.yaml"))
+    conv, adapter, layers, stride, _, encoder_rate = PRESETS[preset]
+    groups = {"length_adapter": 2.0e-4, "projector": 2.0e-4, "encoder": 6.0e-6, "decoder": 2.0e-5}
+    if conv:
+        groups["compressor"] = 2.0e-4
+    assert s2.optim_conf["param_groups"] == groups
     assert s1.optim == "adamw" and s1.optim_conf["betas"] == [0.9, 0.95]
     assert (s1.batch_type, s1.use_amp, s1.use_tensorboard) == ("numel", True, False)
     assert s1.encoder_conf["name_or_path"] == "facebook/w2v-bert-2.0"
     assert s1.decoder_conf["name_or_path"] == DECODERS[size]
-    assert (s1.compressor, s1.compressor_conf["num_layers"]) == ("conv1d", 3)
-    assert (s1.length_adapter, s1.length_adapter_conf["num_layers"], s1.length_adapter_conf["stride"]) == (
-        "conformer", 2, 2)
+    for s in (s1, s2):
+        assert (s.compressor_conf or {}).get("num_layers", 0) == conv and (s.compressor == "conv1d") == bool(conv)
+        assert (s.length_adapter, s.length_adapter_conf["num_layers"], s.length_adapter_conf["stride"]) == (
+            adapter, layers, stride)
+    # the encoder trains in stage 2: at its pretraining rate (50 Hz) its activations are recomputed
+    assert s2.encoder_conf.get("gradient_checkpointing", False) == (encoder_rate == 50.0)
     # one cosine over the whole run: T_0 must be the number of optimizer updates, or the LR restarts mid-run
     updates = s1.max_epoch * s1.num_iters_per_epoch // s1.accum_grad
     assert s1.scheduler == "cosineannealingwarmrestarts" and s1.scheduler_conf["T_0"] == updates
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p or "release")
+@pytest.mark.parametrize("size", REAL_SIZES)
+def test_real_config_rates(size, preset):
+    """Each preset's total compression and rates, on the real-size model built on the meta device; the header says
+    the same."""
+    path = CONF / f"stage2_{size}{preset}.yaml"
+    model = model_size.build_on_meta(str(path))
+    _, _, _, _, total, encoder_rate = PRESETS[preset]
+    rates = model.frame_rates()
+    assert model.compression() == total and rates["audio_embeddings"] == 50.0 / total
+    assert model.encoder.input_rate == encoder_rate
+    _check_compression_header(path, model)
 
 
 def test_scheduler_keeps_per_group_lr_ratios():
@@ -132,7 +172,7 @@ def test_real_model_builds_on_meta_with_published_sizes(size):
     s1 = model_size.count_params(model, model_size.parse_config(str(CONF / f"stage1_{size}.yaml")).freeze_param)
     s2 = model_size.count_params(model, model_size.parse_config(str(CONF / f"stage2_{size}.yaml")).freeze_param)
     assert s1 == dict(counts, encoder=0, decoder=0) and s2 == counts
-    assert min(counts[m] for m in ("compressor", "length_adapter", "projector")) > 0
+    assert counts["compressor"] == 0 and min(counts[m] for m in ("length_adapter", "projector")) > 0  # release preset
 
 
 def test_report_lists_every_module_and_both_stages(capsys):
@@ -147,7 +187,7 @@ def test_unknown_architecture_names_the_known_ones(tmp_path):
         model_size.arch_path("not-a/model")
 
 
-@pytest.mark.parametrize("path", sorted(CONF.glob("stage*_tiny.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TEST_CONF.glob("stage*_tiny.yaml")), ids=lambda p: p.name)
 def test_tiny_config_builds_and_runs(path, tiny_init):
     from espnet_speechlm_plugin.tasks.speechlm import SpeechLMTask
 
@@ -161,10 +201,10 @@ def test_tiny_config_builds_and_runs(path, tiny_init):
     prompt, text = torch.tensor([[3, 4], [5, 6]]), torch.tensor([[7, 8, 9], [10, 11, 0]])
     loss, stats, weight = model(speech, lengths, prompt, torch.tensor([2, 2]), text, torch.tensor([3, 2]))
     assert torch.isfinite(loss) and loss.item() > 0
+    _check_compression_header(path, model)
 
 
 # ---- every recipe's conf/: training configs parse and build at tiny size, with their own architecture family ----
-REPO = CONF.parent
 RECIPE_CONFIGS = sorted(REPO.glob("egs2/*/s2t1/conf/stage*.yaml"))
 TINY_ARCH = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=512, rope_scaling=None, max_position_embeddings=4096,
@@ -232,6 +272,12 @@ def test_recipe_config_parses_and_builds_at_tiny_size(path, tiny_init, tiny_deco
     prompt, text = torch.tensor([[3, 4], [5, 6]]), torch.tensor([[7, 8, 9], [10, 11, 0]])
     loss, _, _ = model(speech, lengths, prompt, torch.tensor([2, 2]), text, torch.tensor([3, 2]))
     assert torch.isfinite(loss) and loss.item() > 0
+    _check_compression_header(path, model)  # tiny widths, the config's own strides
+
+
+def test_every_real_config_is_in_a_recipe():
+    linked = {p.resolve() for p in RECIPE_CONFIGS}
+    assert [p.name for p in CONFIGS if "tiny" not in p.name and p.resolve() not in linked] == []
 
 
 def test_demo_run_sh_defaults_are_the_demo_configs():

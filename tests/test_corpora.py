@@ -1,6 +1,6 @@
-"""Corpus readers of egs2/iwslt25_if/s2t1 (local/corpora/) on fixture corpora in every real layout: valid data
-dirs (ids, prompts, durations that match the audio), the right content per corpus, reruns that skip, option changes
-that rebuild, dropped items that are counted, and errors that name the db.sh variable."""
+"""Corpus readers of egs2/iwslt25_if/s2t1 (espnet_speechlm_plugin/corpora/) on fixture corpora in every real
+layout: valid data dirs (ids, prompts, durations that match the audio), the right content per corpus, reruns that
+skip, option changes that rebuild, dropped items that are counted, and errors that name the db.sh variable."""
 import json
 import os
 import shutil
@@ -14,16 +14,12 @@ import pytest
 import soundfile as sf
 
 from espnet_speechlm_plugin.bin.make_fixture_corpora import PARALLEL, make_fixture_corpora
+from espnet_speechlm_plugin.corpora import common, mls
 from espnet_speechlm_plugin.features.audio import load_audio, read_wav_scp
-from espnet_speechlm_plugin.model.prompt import parse_prompt
-from espnet_speechlm_plugin.scoring.metrics import UNANSWERABLE
+from espnet_speechlm_plugin.vocab import UNANSWERABLE, parse_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_SH = REPO / "egs2" / "iwslt25_if" / "s2t1" / "local" / "data.sh"
-sys.path.insert(0, str(REPO / "local" / "corpora"))
-
-import common  # noqa: E402
-import mls  # noqa: E402
 
 LANGS = ("en", "de", "it", "zh")
 SPLITS3 = ("train", "dev", "test")
@@ -330,7 +326,7 @@ def test_check_only_lists_the_data_dirs_and_writes_nothing(fixture_root, tmp_pat
              "--covost2_cv_en": "cv-corpus-17.0-2024-03-15/en", "--fleurs": "fleurs", "--spoken_squad": "Spoken-SQuAD",
              "--acl6060": "2"}
     args = [x for flag, rel in paths.items() for x in (flag, str(fixture_root / rel))]
-    result = subprocess.run([sys.executable, str(REPO / "local/corpora/prepare.py"), "--check_only", *args],
+    result = subprocess.run([sys.executable, "-m", "espnet_speechlm_plugin.corpora.prepare", "--check_only", *args],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split()) == EXPECTED_DIRS
@@ -349,7 +345,7 @@ def test_corpora_root_finds_release_folders_or_lists_the_candidates(fixture_root
     """--corpora_root finds the folders real releases unpack to (versioned Common Voice, MLS opus, the hub cache's
     FLEURS snapshot, a GitHub zip of Spoken-SQuAD, ACL 60/60 one folder down); two candidates stop with both
     listed; with several Common Voice releases CoVoST 2's English clips come from release 4 (2019-12-10)."""
-    import locate
+    from espnet_speechlm_plugin.corpora import locate
 
     root = _release_tree(tmp_path / "r", fixture_root, {
         "LibriSpeech": "LibriSpeech", "mls_italian_opus": "mls_italian", "mls_german": "mls_german_opus",

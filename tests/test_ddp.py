@@ -82,7 +82,7 @@ def ddp_dump(tmp_path_factory):
 
 
 def training_options(tiny_init, dump) -> list:
-    """What both runs and the one-process reference add to conf/stage2_tiny.yaml."""
+    """What both runs and the one-process reference add to tests/conf/stage2_tiny.yaml."""
     return ["--encoder_conf", f"name_or_path={tiny_init}/encoder",
             "--decoder_conf", f"name_or_path={tiny_init}/decoder",
             "--length_adapter_conf", "num_heads=4", "--length_adapter_conf", "ffn_dim=128",
@@ -106,7 +106,7 @@ def recipe_command(tiny_init, dump, *options) -> list:
     extra = training_options(tiny_init, dump)
     assert not any(" " in x for x in extra)  # speechlm.sh splits --stage2_args on spaces
     return ["./speechlm.sh", "--stage", "4", "--stop_stage", "4", "--skip_stage1", "true", "--tag", "ddp",
-            "--stage2_config", str(REPO / "conf" / "stage2_tiny.yaml"), "--stage2_args", " ".join(extra),
+            "--stage2_config", str(REPO / "tests" / "conf" / "stage2_tiny.yaml"), "--stage2_args", " ".join(extra),
             "--test_sets", "test", *options]
 
 
@@ -181,7 +181,7 @@ def test_two_processes_take_the_steps_of_one_process_on_the_union_batches(torchr
                  f"--{split}_data_path_and_name_and_type", f"{ddp_dump}/prompt,prompt,text",
                  f"--{split}_data_path_and_name_and_type", f"{ddp_dump}/text,text,text",
                  f"--{split}_shape_file", f"{ddp_dump}/speech_shape"]
-    speechlm_train.main(["--config", str(REPO / "conf" / "stage2_tiny.yaml"), "--output_dir", str(one),
+    speechlm_train.main(["--config", str(REPO / "tests" / "conf" / "stage2_tiny.yaml"), "--output_dir", str(one),
                          "--ngpu", "0", "--resume", "true", *data, *training_options(tiny_init, ddp_dump)])
 
     # every global batch of the one process was split over the ranks: rank r took items r, r+2, … of it

@@ -9,11 +9,12 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "local"))
+sys.path.insert(0, str(REPO / "egs2" / "mini_espeak" / "s2t1" / "local"))  # the demo recipe's grammar
 
-import espeak_synth  # noqa: E402
-from espeak_synth import SAMPLE_RATE, Voice, synthesize, synthesize_to_file  # noqa: E402
 from mini_grammar import NP, Sentence, load_grammar  # noqa: E402
+
+from espnet_speechlm_plugin.synth import espeak as espeak_synth  # noqa: E402
+from espnet_speechlm_plugin.synth.espeak import SAMPLE_RATE, Voice, synthesize, synthesize_to_file  # noqa: E402
 
 TEXT = "the red cat sleeps in the garden"  # 7 words
 

@@ -1,9 +1,6 @@
 """features.fbank against the reference: HF SeamlessM4TFeatureExtractor on espeak-synthesised speech and on the
 signals where float32 rounding shows (DC offsets, digital silence, tones next to silence)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,9 +13,7 @@ from espnet_speechlm_plugin.features.fbank import (
     compute_fbank_batch,
     num_output_frames,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from espeak_synth import Voice, synthesize  # noqa: E402
+from espnet_speechlm_plugin.synth.espeak import Voice, synthesize
 
 
 def speak(text: str, voice: str = "en-us") -> np.ndarray:

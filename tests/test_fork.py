@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "egs2/TEMPLATE/s2t1/setup.sh"
 GUIDE = REPO / "docs/add_a_language.md"
 GRAMMAR = REPO / "egs2/mini_espeak/s2t1/conf/grammar.yaml"
-sys.path.insert(0, str(REPO / "local"))
+sys.path.insert(0, str(REPO / "egs2" / "mini_espeak" / "s2t1" / "local"))  # the demo recipe's grammar
 
 from mini_grammar import NP, Grammar, Sentence  # noqa: E402
 
@@ -158,7 +158,7 @@ def test_setup_links_the_template_and_copies_the_recipe(french_fork):
 def test_french_data_and_features(french_fork):
     recipe, spec, _ = french_fork
     from espnet_speechlm_plugin.data.kaldi import read_kaldi_text
-    from espnet_speechlm_plugin.model.prompt import validate_prompt_file
+    from espnet_speechlm_plugin.vocab import validate_prompt_file
 
     sizes = dict(re.findall(r"--n_(train|dev|test) (\d+)", guide_data_args()))
     languages = yaml.safe_load((recipe / "conf/stage2_tiny.yaml").read_text(encoding="utf-8"))["languages"]

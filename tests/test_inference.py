@@ -13,11 +13,9 @@ import soxr
 from conftest import UTTS
 
 from espnet_speechlm_plugin.features.segment import SegmentConfig, join_tokens, plan_segments, stitch
+from espnet_speechlm_plugin.synth.espeak import Voice, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "local"))
-
-from espeak_synth import Voice, synthesize  # noqa: E402
 
 SENTENCES = ["the red cat sleeps in the garden", "two small dogs chase the brown horse",
              "a green bird sings on the old bridge", "the cows eat the apples today"]

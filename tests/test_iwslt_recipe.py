@@ -194,7 +194,7 @@ def test_training_jobs_get_gpus_ddp_mixes_and_configs(recipe, tmp_path):
     assert "--dist_launcher" not in lora
     out = run(d, "--model", "gpt-9", check=False)
     assert "--model gpt-9: no conf/stage1_gpt-9.yaml" in out
-    assert "--lora true|false" in run(d, "--help")
+    assert "  --lora false\n      true|false: stage 4 with LoRA" in run(d, "--help")
 
 
 def _yaml(name):

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from espnet_speechlm_plugin import langid
+from espnet_speechlm_plugin import langid, vocab
 from espnet_speechlm_plugin.data.kaldi import KaldiFileError
 from espnet_speechlm_plugin.pseudolabel.source import check_source
 from espnet_speechlm_plugin.scoring import metrics
@@ -93,10 +93,10 @@ def test_french_outputs_are_labelled_french():
 
 
 def test_unanswerable_strings_from_the_data_dir(tmp_path):
-    assert metrics.unanswerable_strings(tmp_path) == metrics.UNANSWERABLE  # no file: the built-in table
+    assert metrics.unanswerable_strings(tmp_path) == vocab.UNANSWERABLE  # no file: the built-in table
     (tmp_path / "unanswerable").write_text("en Not answerable.\nfr Pas de réponse possible.\n", encoding="utf-8")
     strings = metrics.unanswerable_strings(tmp_path)
-    assert strings["fr"] == "Pas de réponse possible." and strings["de"] == metrics.UNANSWERABLE["de"]
+    assert strings["fr"] == "Pas de réponse possible." and strings["de"] == vocab.UNANSWERABLE["de"]
     refs = ["Pas de réponse possible.", "rouge", "Pas de réponse possible."]
     hyps = ["pas de réponse possible", "rouge", "bleu"]
     assert metrics.unanswerable_accuracy(refs, hyps) == (None, 0)  # French is not built in

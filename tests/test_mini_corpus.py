@@ -12,7 +12,7 @@ import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "local"))
+sys.path.insert(0, str(REPO / "egs2" / "mini_espeak" / "s2t1" / "local"))  # the demo recipe's grammar and corpus maker
 
 import make_mini_corpus as mmc  # noqa: E402
 import mini_grammar  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "local"))
+sys.path.insert(0, str(REPO / "egs2" / "mini_espeak" / "s2t1" / "local"))  # the demo recipe's grammar
 
 from mini_grammar import NP, DEFAULT_GRAMMAR, Grammar, Sentence, load_grammar, sample_disjoint  # noqa: E402
 

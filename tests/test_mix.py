@@ -187,7 +187,7 @@ def test_training_draws_the_mix_through_espnet(tmp_path, tiny_init, caplog):
     assert scp["asr-s1-a"] == scp["st-s1-a"]  # same audio in two tasks: stored once
     out = tmp_path / "exp"
     with caplog.at_level(logging.INFO):
-        speechlm_train.main(train_cmd("conf/stage1_tiny.yaml", out, dump, tiny_init, "--max_epoch", "1",
+        speechlm_train.main(train_cmd("tests/conf/stage1_tiny.yaml", out, dump, tiny_init, "--max_epoch", "1",
                                       "--train_mix", str(tmp_path / "train" / "mix.json"),
                                       "--batch_type", "numel", "--batch_bins", "40000"))
     assert (out / "valid.loss.best.pth").exists()

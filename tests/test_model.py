@@ -207,7 +207,7 @@ def test_model_path_neither_local_nor_reachable(tiny_init, tmp_path):
 
 
 def test_prompt_file_errors_name_file_and_line(tmp_path):
-    from espnet_speechlm_plugin.model.prompt import PromptError, validate_prompt_file
+    from espnet_speechlm_plugin.vocab import PromptError, validate_prompt_file
 
     p = tmp_path / "prompt"
     p.write_text("a1 en transcribe\na2 de translate\na3 en summarise\n", encoding="utf-8")

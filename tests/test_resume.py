@@ -34,7 +34,7 @@ def dump(tiny_init, tmp_path_factory):
 
 def command(out, dump, tiny_init):
     return [sys.executable, "-m", "espnet_speechlm_plugin.bin.speechlm_train",
-            *train_cmd("conf/stage2_tiny.yaml", out, dump, tiny_init, "--max_epoch", str(MAX_EPOCH), "--seed", "3",
+            *train_cmd("tests/conf/stage2_tiny.yaml", out, dump, tiny_init, "--max_epoch", str(MAX_EPOCH), "--seed", "3",
                        "--use_matplotlib", "false", "--resume", "true")]
 
 

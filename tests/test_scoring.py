@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from espnet_speechlm_plugin.scoring import UNANSWERABLE, confusion, metrics, report
+from espnet_speechlm_plugin.scoring import confusion, metrics, report
 from espnet_speechlm_plugin.scoring.confusion import classify_output, identify_language, is_confusion
 from espnet_speechlm_plugin.scoring.report import ScoringError, run_scoring
+from espnet_speechlm_plugin.vocab import UNANSWERABLE
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = "the red cat runs in the park"
@@ -240,10 +241,10 @@ def test_input_errors_name_file_and_line(tmp_path):
     prompt = ref_dir / "test" / "prompt"
     lines = prompt.read_text(encoding="utf-8").splitlines()
     prompt.write_text("\n".join(lines[:2] + ["u3 French translate"] + lines[3:]) + "\n", encoding="utf-8")
-    with pytest.raises(ScoringError, match=r"prompt line 3: utterance 'u3' has 'French' where a language code"):
+    with pytest.raises(ScoringError, match=r"prompt line 3: utterance 'u3': 'French' is not a language code"):
         report.score_test_set(decode_dir, ref_dir, "test")
     prompt.write_text("\n".join(lines[:1] + ["u2 de summarise"] + lines[2:]) + "\n", encoding="utf-8")
-    with pytest.raises(ScoringError, match=r"prompt line 2: utterance 'u2' has unknown task 'summarise'"):
+    with pytest.raises(ScoringError, match=r"prompt line 2: utterance 'u2': unknown task 'summarise'"):
         report.score_test_set(decode_dir, ref_dir, "test")
     (decode_dir / "test" / "text").unlink()
     with pytest.raises(ScoringError, match=r"decode_test/test/text: hypotheses .* run stage 5"):

@@ -30,7 +30,7 @@ def packed(tiny_exp, tmp_path_factory):
                 "--out_dir", str(exp)])
     zip_path = exp / "packed" / "model.zip"
     pack.main(["--exp_dir", str(exp), "--out", str(zip_path), "--hf_repo", "someone/tiny-speechlm",
-               "--dry_run", "true"])
+               "--dry_run", "true", "--license", "apache-2.0"])
     hyps = read_kaldi_text(tmp / "decode" / dump.name / "text")
     return exp, hyps, zip_path, exp / "packed" / "hf_repo"
 
@@ -102,8 +102,12 @@ def test_dry_run_hub_folder_and_model_card(packed):
     card = (folder / "README.md").read_text(encoding="utf-8")
     front = yaml.safe_load(card.split("---\n")[1])
     config = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
-    assert front["library_name"] == "espnet" and front["language"] == config["languages"]
-    assert {"espnet", "speech-llm", "automatic-speech-recognition", "speech-translation",
+    assert front["language"] == config["languages"] and front["license"] == "apache-2.0"
+    # the hub shows ESPnet's Speech2Text snippet for library_name espnet + an ASR tag, and it cannot load this
+    # model: the card names this package (no hub snippet) and the audio+text -> text pipeline, and has our own
+    assert front["library_name"] == "espnet_speechlm_plugin" and front["pipeline_tag"] == "audio-text-to-text"
+    assert "espnet" not in front["tags"] and "Speech2Text.from_pretrained" not in card
+    assert {"speech-llm", "automatic-speech-recognition", "speech-translation",
             "spoken-question-answering"} <= set(front["tags"])
     import json
 

@@ -24,6 +24,7 @@ from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_text, w
 from espnet_speechlm_plugin.scoring import diagnostic
 from espnet_speechlm_plugin.scoring.diagnostic import DiagnosticError, Utterance
 from espnet_speechlm_plugin.scoring.metrics import unanswerable_strings
+from espnet_speechlm_plugin.vocab import parse_prompt
 
 
 def load_utterances(data_dir: Path, n: int, seed: int, source_lang: Optional[str],
@@ -38,7 +39,8 @@ def load_utterances(data_dir: Path, n: int, seed: int, source_lang: Optional[str
     for utt in diagnostic.pick_subset(list(prompts), n, seed):
         prompt = prompts[utt]
         # A transcription's reference is what the audio says, when there is no transcript file.
-        transcript = transcripts.get(utt) or (refs.get(utt) if prompt.split()[1:2] == ["transcribe"] else None)
+        is_transcription = parse_prompt(prompt, None, f"{data_dir / 'prompt'}: utterance '{utt}'").task == "transcribe"
+        transcript = transcripts.get(utt) or (refs.get(utt) if is_transcription else None)
         utts.append(Utterance(utt, diagnostic.source_language(utt, prompt, transcript, source_lang, languages),
                               transcript, prompt))
     return utts

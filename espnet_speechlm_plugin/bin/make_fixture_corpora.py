@@ -3,7 +3,7 @@
     python -m espnet_speechlm_plugin.bin.make_fixture_corpora OUT_DIR [--corpora "librispeech mls cv ..."]
 
 Where it sits: tests and dry runs of egs2/iwslt25_if/s2t1 stage 1 (``local/data.sh --corpora_root OUT_DIR``),
-without downloading terabytes. The speech is synthesised with espeak-ng (``local/espeak_synth.py``); the folder
+without downloading terabytes. The speech is synthesised with espeak-ng (``synth/espeak.py``); the folder
 names are those the real releases unpack to (what ``--corpora_root`` looks for), the audio formats and rates
 those of the releases:
 
@@ -46,7 +46,6 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-REPO = Path(__file__).resolve().parents[2]
 CV_RELEASE = "cv-corpus-17.0-2024-03-15"
 CORPORA = {  # --corpora name -> folders written under OUT_DIR (as the releases unpack)
     "librispeech": ("LibriSpeech",),
@@ -92,12 +91,9 @@ class Synth:
     """espeak-ng speech, cached per (text, voice), resampled to the corpus's rate."""
 
     def __init__(self):
-        sys.path.insert(0, str(REPO / "local"))
-        try:
-            import espeak_synth
-        except ImportError as err:
-            raise SystemExit(f"make_fixture_corpora needs {REPO}/local/espeak_synth.py (a source checkout): {err}")
-        self.espeak = espeak_synth
+        from espnet_speechlm_plugin.synth import espeak
+
+        self.espeak = espeak
         self.cache: dict[tuple[str, str, str], np.ndarray] = {}
 
     def __call__(self, text: str, lang: str, variant: str = "", rate: int = 16000) -> np.ndarray:

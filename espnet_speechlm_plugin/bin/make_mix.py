@@ -46,10 +46,19 @@ from espnet_speechlm_plugin.data.filter import (
 )
 from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_lines, read_kaldi_text, replace_dir
 from espnet_speechlm_plugin.data.mix import MixConfig, MixEntry, MixError, load_mix_config
+from espnet_speechlm_plugin.vocab import PromptError, parse_prompt
 
 REQUIRED = ("wav.scp", "text", "prompt", "utt2spk")
 OPTIONAL = ("transcript",)
 FILES = REQUIRED + OPTIONAL + ("utt2dur",)
+
+
+def _task_of(prompt: str, where: str) -> str:
+    """The task of a prompt line; a malformed line is a MixError naming ``where``."""
+    try:
+        return parse_prompt(prompt, None, where).task
+    except PromptError as err:
+        raise MixError(str(err)) from None
 
 
 class Source:
@@ -75,11 +84,11 @@ class Source:
                 side = "has no line in wav.scp" if u in self.files[name] else f"has no line in {name}"
                 raise MixError(f"{self.dir}/{name}: utterance '{u}' {side} ({len(extra)} mismatched in all)")
         for lineno, utt, value in read_kaldi_lines(self.dir / "prompt"):
-            parts = value.split()
-            task = parts[1] if len(parts) > 1 else "<none>"
+            place = f"{self.dir}/prompt line {lineno} (utterance '{utt}')"
+            task = _task_of(value, place)
             if task != self.task:
-                raise MixError(f"{self.dir}/prompt line {lineno} (utterance '{utt}'): task '{task}', but {where} "
-                               f"says task '{self.task}'; one data dir holds one task: fix the entry or the dir")
+                raise MixError(f"{place}: task '{task}', but {where} says task '{self.task}'; one data dir holds "
+                               "one task: fix the entry or the dir")
         self.utt2dur = self._durations()
 
     def _durations(self) -> Dict[str, float]:
@@ -130,7 +139,9 @@ def eval_dir_clips(path: Path) -> List[Clip]:
     files = {name: read_kaldi_text(path / name) for name in ("wav.scp", "utt2spk", "utt2dur", "transcript", "text",
                                                                 "prompt") if (path / name).is_file()}
     said = files.get("transcript")
-    if said is None and "prompt" in files and all(v.split()[1:2] == ["transcribe"] for v in files["prompt"].values()):
+    prompts = files.get("prompt", {})
+    if said is None and prompts and all(_task_of(v, f"{path}/prompt: utterance '{u}'") == "transcribe"
+                                        for u, v in prompts.items()):
         said = files.get("text")
     durations = {}
     for utt, value in files.get("utt2dur", {}).items():

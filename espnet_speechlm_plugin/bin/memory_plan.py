@@ -128,7 +128,9 @@ class _SavedBytes:
             s = t.untyped_storage()
             if s.data_ptr() not in self.exclude:
                 self.storages[s.data_ptr()] = s.nbytes()
-        return t
+        # a detached alias: handing autograd back the saved tensor itself (an output that refers to its own
+        # grad_fn) makes a reference cycle in C++ that outlives the graph, one leaked activation set per forward
+        return t.detach() if isinstance(t, torch.Tensor) else t
 
     @staticmethod
     def unpack(t):
@@ -158,6 +160,16 @@ def _reduced_args(args, enc_layers: int, dec_layers: int, tmp: Path):
     dec["name_or_path"] = str(folder)
     args.decoder_conf = dec
     return args
+
+
+def _materialize_tensor_attributes(model: torch.nn.Module) -> None:
+    """Tensors that modules keep as plain attributes (neither parameter nor buffer: e.g. the ``original_inv_freq``
+    of Phi-3's long-RoPE rotary embedding) stay on the meta device through ``to_empty``; give them zeroed CPU
+    storage too."""
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                setattr(module, name, torch.zeros(value.shape, dtype=value.dtype))
 
 
 def _forward_bytes(model, vocab: int, batch: int, seconds: float, tokens_per_second: float) -> int:
@@ -204,7 +216,7 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
     runs: Dict[tuple, Dict[tuple, int]] = {}
     recompute: Dict[tuple, Dict[int, int]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="memory_plan."))
-    gc_active = False
+    gc_active, checkpointed_parts = False, set()
     try:
         for le, ld in ((1, 1), (2, 1), (1, 2)):
             # built on meta, then given real (zeroed) storage: sizes do not depend on values, and a random
@@ -215,17 +227,22 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
             with torch.no_grad():
                 for t in list(model.parameters()) + list(model.buffers()):
                     t.zero_()
+            _materialize_tensor_attributes(model)
             vocab = model.decoder.lm.get_input_embeddings().num_embeddings
             for name, p in model.named_parameters():
                 if _frozen(name, args.freeze_param or []):
                     p.requires_grad_(False)
             model.train()
-            lm = model.decoder.lm
-            gc_active = bool(getattr(lm, "is_gradient_checkpointing", False) and lm.training)
+            # HF checkpoints only modules in training mode (a frozen one runs in eval)
+            checkpointed = {part: m for part, m in (("encoder", model.encoder.model), ("decoder", model.decoder.lm))
+                            if getattr(m, "is_gradient_checkpointing", False) and m.training}
+            gc_active = gc_active or bool(checkpointed)
+            checkpointed_parts |= set(checkpointed)
             runs[(le, ld)] = {(b, d): _forward_bytes(model, vocab, b, d, tokens_per_second)
                               for b in (1, 2) for d in durations}
-            if gc_active and le == 1:
-                lm.gradient_checkpointing_disable()
+            if checkpointed:
+                for m in checkpointed.values():
+                    m.gradient_checkpointing_disable()
                 recompute[(le, ld)] = {b: _forward_bytes(model, vocab, b, longest, tokens_per_second)
                                        for b in (1, 2)}
             del model
@@ -245,11 +262,15 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
                measured_seconds=[round(d, 2) for d in durations], gradient_checkpointing=gc_active,
                recompute_per_utterance=0.0, recompute_per_batch=0.0)
     if recompute:
-        # one decoder layer without checkpointing, at the longest measured length, scaled to max_duration
-        layer = {b: recompute[(1, 2)][b] - recompute[(1, 1)][b] for b in (1, 2)}
+        # the backward pass recomputes one checkpointed layer at a time: the larger of one checkpointed encoder
+        # layer and one checkpointed decoder layer, measured without checkpointing at the longest measured length,
+        # scaled to max_duration
+        base = recompute[(1, 1)]
+        deeper = {"encoder": (2, 1), "decoder": (1, 2)}
+        layers = [{b: recompute[deeper[part]][b] - base[b] for b in (1, 2)} for part in sorted(checkpointed_parts)]
         scale = max_duration / longest
-        out["recompute_per_utterance"] = max(0, layer[2] - layer[1]) * scale
-        out["recompute_per_batch"] = max(0, 2 * layer[1] - layer[2]) * scale
+        out["recompute_per_utterance"] = max(max(0, layer[2] - layer[1]) for layer in layers) * scale
+        out["recompute_per_batch"] = max(max(0, 2 * layer[1] - layer[2]) for layer in layers) * scale
     return out
 
 

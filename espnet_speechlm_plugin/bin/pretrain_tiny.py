@@ -32,7 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 from espnet_speechlm_plugin.data.kaldi import read_kaldi_text, recover_dir, replace_dir
-from espnet_speechlm_plugin.model.prompt import DEFAULT_LANGUAGES, SpeechLMPreprocessor, load_tokenizer
+from espnet_speechlm_plugin.model.prompt import SpeechLMPreprocessor, load_tokenizer
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES
 
 
 def _schedule(opt, step: int, total: int, lr: float, warmup: int) -> None:

@@ -22,7 +22,7 @@ from typing import List, Optional
 from espnet_speechlm_plugin.data.kaldi import write_atomic
 from espnet_speechlm_plugin.features.segment import SegmentConfig
 from espnet_speechlm_plugin.decoding import add_decode_arguments, generate_config
-from espnet_speechlm_plugin.model.prompt import TASKS
+from espnet_speechlm_plugin.vocab import TASKS
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,12 @@
 """Train a SpeechLM through ESPnet's AbsTask.main() and Trainer (stage 3 and stage 4 of the recipes).
 
-    python -m espnet_speechlm_plugin.bin.speechlm_train --config conf/stage1_tiny.yaml \
+    python -m espnet_speechlm_plugin.bin.speechlm_train --config tests/conf/stage1_tiny.yaml \
         --train_data_path_and_name_and_type dump/train/feats.scp,speech,kaldi_ark \
         --train_data_path_and_name_and_type dump/train/prompt,prompt,text \
         --train_data_path_and_name_and_type dump/train/text,text,text \
         --train_shape_file dump/train/speech_shape  (same three + shape for valid_) --output_dir exp/stage1
 
-Every ESPnet training option works (``--help`` lists them); see README "Train".
+Every ESPnet training option works (``--help`` lists them); see docs/recipes.md ("The steps by hand").
 """
 
 import warnings

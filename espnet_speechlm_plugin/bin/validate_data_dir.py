@@ -16,10 +16,8 @@ import argparse
 import os
 import sys
 
-import yaml
-
 from espnet_speechlm_plugin.data.validate import validate_data_dir
-from espnet_speechlm_plugin.model.prompt import DEFAULT_LANGUAGES
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, config_languages
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,14 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def languages_from(args: argparse.Namespace) -> tuple[str, ...]:
-    if args.languages:
-        return tuple(args.languages)
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
-        if config.get("languages"):
-            return tuple(config["languages"])
-    return DEFAULT_LANGUAGES
+    return tuple(args.languages) if args.languages else config_languages(args.config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,7 +84,7 @@ def _number(value, where: str) -> float:
 
 
 def _entries(raw, path: str, part: str, weighted: bool) -> List[MixEntry]:
-    from espnet_speechlm_plugin.model.prompt import TASKS
+    from espnet_speechlm_plugin.vocab import TASKS
 
     if not isinstance(raw, list) or (part == "train" and not raw):
         raise MixError(f"{path}: '{part}' must be a list of {{dir, task{', weight' if weighted else ''}}} entries")

@@ -36,7 +36,7 @@ from espnet_speechlm_plugin.features.audio import (
     probe_audio,
 )
 from espnet_speechlm_plugin.features.fbank import MIN_NUM_SAMPLES
-from espnet_speechlm_plugin.model.prompt import DEFAULT_LANGUAGES, TASKS
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, prompt_problems
 
 MAX_PER_KIND = 5  # messages of one kind shown before "… and N more like this"
 
@@ -179,27 +179,22 @@ def check_same_utts(ref_name: str, ref: dict[str, Line], name: str, other: dict[
                 f"utterance to {ref_name}"))
 
 
+# what vocab.prompt_problems finds, as the report's kinds of problem and the fix each asks for
+PROMPT_PROBLEMS = {
+    "short": ("short prompts", "fix the prompt file in data prep"),
+    "task": ("unknown tasks", "fix the prompt file in data prep"),
+    "language": ("unknown languages", "fix the prompt, or add the language to `languages:` in the training config "
+                                      "and pass --languages here"),
+    "question": ("missing questions", "add the question or use another task"),
+}
+
+
 def check_prompt(path: str, lines: dict[str, Line], languages: Sequence[str], report: Report) -> None:
     for line in lines.values():
-        where = f"{path} line {line.lineno}: utterance '{line.utt}'"
-        parts = line.value.split(maxsplit=2)
-        if len(parts) < 2:
-            report.error(f"short prompts in {path}", (
-                f"{where}: the prompt must be 'lang task [question…]' after the id, got {line.value!r}; "
-                "fix the prompt file in data prep"))
-            continue
-        lang, task = parts[0], parts[1]
-        if task not in TASKS:
-            report.error(f"unknown tasks in {path}", (
-                f"{where}: unknown task {task!r} (tasks: {', '.join(TASKS)}); fix the prompt file in data prep"))
-        if lang not in languages:
-            report.error(f"unknown languages in {path}", (
-                f"{where}: unknown language {lang!r} (languages: {', '.join(languages)}); fix the prompt, or add the "
-                "language to `languages:` in the training config and pass --languages here"))
-        if task == "answer" and len(parts) < 3:
-            report.error(f"missing questions in {path}", (
-                f"{where}: task 'answer' needs a question after it ('{lang} answer <question>'); add the question "
-                "or use another task"))
+        _, problems = prompt_problems(line.value, languages)
+        for kind, message in problems:
+            what, fix = PROMPT_PROBLEMS[kind]
+            report.error(f"{what} in {path}", f"{path} line {line.lineno}: utterance '{line.utt}': {message}; {fix}")
 
 
 def check_text(path: str, lines: dict[str, Line], train: bool, report: Report) -> None:

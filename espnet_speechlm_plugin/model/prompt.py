@@ -1,9 +1,10 @@
-"""Prompts: special tokens, the tokenizer, and turning data-dir lines into the model's id sequences.
+"""Prompts for the model: the tokenizer with our special tokens, and data-dir lines turned into id sequences.
 
 A training example is ``[audio] <|lang|><|task|> [question] target <eos>``; ``lang`` is the language of the output.
 The data dir's ``prompt`` file holds ``utt lang task [question…]`` per line; ESPnet's ``text`` reader hands us the
-value after the id (``"en answer what colour is the cat"``). This module builds the prompt ids and the target ids;
-speechlm.py puts audio in front and masks the labels.
+value after the id (``"en answer what colour is the cat"``), which ``vocab.parse_prompt`` reads. This module builds
+the prompt ids and the target ids; speechlm.py puts audio in front and masks the labels. The words themselves
+(tasks, languages, special tokens) live in ``espnet_speechlm_plugin.vocab``.
 """
 
 import random
@@ -12,21 +13,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-TASKS = ("transcribe", "translate", "answer")
-DEFAULT_LANGUAGES = ("en", "de", "it", "zh")
+from espnet_speechlm_plugin.vocab import (
+    DEFAULT_LANGUAGES, TASKS, lang_token, parse_prompt, special_tokens, task_token,
+)
+
 EOS_FALLBACK = "<|endoftext|>"
-
-
-def lang_token(lang: str) -> str:
-    return f"<|{lang}|>"
-
-
-def task_token(task: str) -> str:
-    return f"<|{task}|>"
-
-
-def special_tokens(languages: Sequence[str], tasks: Sequence[str] = TASKS) -> List[str]:
-    return [lang_token(lang) for lang in languages] + [task_token(t) for t in tasks]
 
 
 def load_tokenizer(name_or_path: str, languages: Sequence[str] = DEFAULT_LANGUAGES, tasks: Sequence[str] = TASKS):
@@ -44,40 +35,6 @@ def load_tokenizer(name_or_path: str, languages: Sequence[str] = DEFAULT_LANGUAG
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # only ever read at padded positions, which carry no loss
     return tok
-
-
-class PromptError(ValueError):
-    pass
-
-
-def parse_prompt(value: str, languages: Sequence[str], where: str) -> Tuple[str, str, str]:
-    """``"lang task [question…]"`` → (lang, task, question); ``where`` names the file:line or utterance."""
-    parts = value.strip().split(maxsplit=2)
-    if len(parts) < 2:
-        raise PromptError(f"{where}: prompt needs 'lang task [question…]' after the utterance id, got {value!r}")
-    lang, task = parts[0], parts[1]
-    question = parts[2] if len(parts) == 3 else ""
-    if task not in TASKS:
-        raise PromptError(f"{where}: unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-    if lang not in languages:
-        raise PromptError(
-            f"{where}: unknown language {lang!r}; this model's languages are {', '.join(languages)} "
-            f"(set --languages in the config to add one)"
-        )
-    if task == "answer" and not question:
-        raise PromptError(f"{where}: task 'answer' needs a question after the task name")
-    return lang, task, question
-
-
-def validate_prompt_file(path: str, languages: Sequence[str]) -> int:
-    """Check every line of a ``prompt`` file up front, so a typo stops training before it starts."""
-    n = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            uid, _, value = line.rstrip("\n").partition(" ")
-            parse_prompt(value, languages, f"{path} line {lineno} (utterance '{uid}')")
-            n += 1
-    return n
 
 
 class SpeechLMPreprocessor:

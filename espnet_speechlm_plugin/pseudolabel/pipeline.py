@@ -34,6 +34,7 @@ from espnet_speechlm_plugin.pseudolabel.mt import MTConfigError, Route, Translat
 from espnet_speechlm_plugin.pseudolabel.qe import QEScorer, resolve_checkpoint
 from espnet_speechlm_plugin.pseudolabel.select import Candidate, LanguageStats
 from espnet_speechlm_plugin.pseudolabel.source import NO_AUDIO, check_source
+from espnet_speechlm_plugin.vocab import format_prompt
 
 log = logging.getLogger(__name__)
 QE_CHUNK_BATCHES = 16  # QE batches per predict call (and per cache append)
@@ -304,7 +305,7 @@ def write_data_dir(opts: Options, plan: Plan, stats: dict, kept: dict) -> None:
                 if name in plan.data and utt in plan.data[name]:
                     files[name][new] = plan.data[name][utt]
             files["text"][new] = " ".join(cand.hyp.split())  # one line per utterance
-            files["prompt"][new] = f"{lang} translate"
+            files["prompt"][new] = format_prompt(lang, "translate")
             files["transcript"][new] = plan.sources[utt]
             files["utt2mt"][new] = f"{cand.model} {cand.score:.6f}"
     names = ["wav.scp", "text", "prompt", "transcript", "utt2mt"] + [n for n in COPIED if n in plan.data]

@@ -8,15 +8,13 @@ official MCIF / IWSLT 2025 evaluation reproduced offline.
 - `mcif`: MCIF reference and output XML files; `official`: the official scores of such files; `resegment`: what the
   official mwerSegmenter makes of a talk's output;
 - entry point: `python -m espnet_speechlm_plugin.bin.score` (docs/scoring.md).
+The tasks, languages and unanswerable strings it scores by are those of `espnet_speechlm_plugin.vocab`.
 """
 from espnet_speechlm_plugin.scoring.confusion import classify_output, identify_language
-from espnet_speechlm_plugin.scoring.metrics import LANGS, TASKS, UNANSWERABLE, is_unanswerable
+from espnet_speechlm_plugin.scoring.metrics import is_unanswerable
 from espnet_speechlm_plugin.scoring.report import ScoringError, run_scoring
 
 __all__ = [
-    "LANGS",
-    "TASKS",
-    "UNANSWERABLE",
     "ScoringError",
     "classify_output",
     "identify_language",

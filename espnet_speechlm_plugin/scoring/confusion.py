@@ -22,7 +22,7 @@ Only a prompt with a question can be "answered" (bar rule 4): without a question
 Similarity is difflib's ratio on case-folded text without punctuation, so 1.0 = identical, ~0.5 = loosely related.
 Languages are identified by `espnet_speechlm_plugin.langid` (the Lingua library), restricted to the languages in
 play: the `languages` a caller passes (stage 6: the test set's prompt languages plus the training config's
-`languages:`), by default the built-in `metrics.LANGS`. A text too short or ambiguous to tell (Lingua's confidence
+`languages:`), by default `vocab.DEFAULT_LANGUAGES`. A text too short or ambiguous to tell (Lingua's confidence
 < 0.5, e.g. the one word "rot") is unidentified. For an output with a question, rule 5 counts it "answered" also
 when the question's language is merely plausible (confidence >= `PLAUSIBLE`): one-word answers such as "rosa"
 or "sei" are words of several languages.
@@ -35,7 +35,8 @@ from collections import Counter, defaultdict
 from typing import Iterable, Optional
 
 from espnet_speechlm_plugin import langid
-from espnet_speechlm_plugin.scoring.metrics import LANGS, is_unanswerable
+from espnet_speechlm_plugin.scoring.metrics import is_unanswerable
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES
 
 SIMILARITY_THRESHOLD = 0.8
 
@@ -43,9 +44,9 @@ PLAUSIBLE = 0.1
 
 
 def identify_language(text: str, languages: Optional[Iterable[str]] = None) -> Optional[str]:
-    """The language of `text` among `languages` (default `metrics.LANGS`), or None: no letters, or too short or
-    ambiguous to tell (`langid.identify_language`)."""
-    return langid.identify_language(text, LANGS if languages is None else languages)
+    """The language of `text` among `languages` (default `vocab.DEFAULT_LANGUAGES`), or None: no letters, or too
+    short or ambiguous to tell (`langid.identify_language`)."""
+    return langid.identify_language(text, DEFAULT_LANGUAGES if languages is None else languages)
 
 
 def _for_similarity(text: str) -> str:
@@ -78,8 +79,8 @@ def classify_output(
         come from `transcript_lang`); transcript_lang: its language (identified from `transcript` if None);
     question: the question of an `answer` prompt (None for other prompts); question_lang: its language, i.e. the
         expected answer language (identified from `question` if None);
-    languages: the languages in play, among which the output's language is identified (default `metrics.LANGS`);
-    the given transcript/question languages are added to them;
+    languages: the languages in play, among which the output's language is identified (default
+    `vocab.DEFAULT_LANGUAGES`); the given transcript/question languages are added to them;
     unanswerable: the unanswerable strings of the languages in play (default: the built-in table).
     """
     if not _for_similarity(output):
@@ -90,7 +91,8 @@ def classify_output(
         return "echoed_question"
     if is_unanswerable(output, unanswerable):
         return "answered"
-    candidates = set(LANGS if languages is None else languages) | {x for x in (transcript_lang, question_lang) if x}
+    candidates = set(DEFAULT_LANGUAGES if languages is None else languages)
+    candidates |= {x for x in (transcript_lang, question_lang) if x}
     if transcript_lang is None and transcript:
         transcript_lang = identify_language(transcript, candidates)
     if question:

@@ -27,6 +27,7 @@ from typing import Optional
 
 from espnet_speechlm_plugin.data.kaldi import write_atomic
 from espnet_speechlm_plugin.scoring import confusion
+from espnet_speechlm_plugin.vocab import format_prompt, parse_prompt
 
 DIAGNOSE_SUBDIR = "diagnose"
 DIAGNOSTIC_FILE = "task_confusion.json"
@@ -55,9 +56,9 @@ def source_language(utt: str, prompt: str, transcript: Optional[str], fallback: 
                     languages: Optional[list[str]] = None) -> str:
     """S of the module docstring (identified among `languages`, default the built-in ones), or `DiagnosticError`
     naming the utterance."""
-    lang, task = prompt.split()[:2]
-    if task == "transcribe":
-        return lang
+    asked = parse_prompt(prompt, None, f"utterance '{utt}'")
+    if asked.task == "transcribe":
+        return asked.lang
     if transcript:
         found = confusion.identify_language(transcript, languages)
         if found:
@@ -85,9 +86,10 @@ def plan_runs(utts: list[Utterance], languages: list[str]) -> list[Run]:
     for u in utts:
         by_source.setdefault(u.source_lang, []).append(u)
     for src, group in sorted(by_source.items()):
-        for prompt in [f"{src} transcribe"] + [f"{t} translate" for t in languages if t != src]:
+        prompts = [format_prompt(src, "transcribe")] + [format_prompt(t, "translate") for t in languages if t != src]
+        for prompt in prompts:
             runs.append(Run({u.utt: prompt for u in group}, prompt))
-    answers = {u.utt: u.prompt for u in utts if u.prompt.split()[1] == "answer" and len(u.prompt.split()) > 2}
+    answers = {u.utt: u.prompt for u in utts if asked_of(u.prompt)[0] == "answer"}
     if answers:
         runs.append(Run(answers, None))
     return runs
@@ -95,8 +97,8 @@ def plan_runs(utts: list[Utterance], languages: list[str]) -> list[Run]:
 
 def asked_of(prompt: str) -> tuple[str, str, str]:
     """(task, lang, question) of a prompt string."""
-    fields = prompt.split(maxsplit=2)
-    return fields[1], fields[0], fields[2] if len(fields) > 2 else ""
+    asked = parse_prompt(prompt)
+    return asked.task, asked.lang, asked.question
 
 
 def label_output(u: Utterance, prompt: str, output: str, languages: Optional[list[str]] = None,

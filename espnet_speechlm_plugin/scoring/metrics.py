@@ -26,21 +26,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_lines
 from espnet_speechlm_plugin.scoring import normalizer
-
-# Output languages and tasks the prompt file may name (`utt lang task [question...]`).
-LANGS = ("en", "de", "it", "zh")
-TASKS = ("transcribe", "translate", "answer")
-
-# The exact reference strings of an unanswerable question, per answer language. Data preparation (the grammar of
-# the mini recipe, corpus readers) imports these so that references and scoring agree on one spelling. A language
-# defined elsewhere (a recipe's grammar) brings its own string in the test set's `unanswerable` file, read by
-# `unanswerable_strings`.
-UNANSWERABLE = {
-    "en": "Not answerable.",
-    "de": "Nicht zu beantworten.",
-    "it": "Non è possibile rispondere.",
-    "zh": "无法回答。",
-}
+from espnet_speechlm_plugin.vocab import UNANSWERABLE
 
 
 @dataclass
@@ -162,10 +148,10 @@ UNANSWERABLE_FILE = "unanswerable"  # in a data dir: `lang string` lines, e.g. `
 
 
 def unanswerable_strings(data_dir: Optional[Path] = None) -> dict[str, str]:
-    """The unanswerable answer per language: the built-in `UNANSWERABLE`, updated with the data dir's
-    `unanswerable` file when it has one. Data preparation writes that file from the recipe's own language
-    definitions (the mini recipe: each language's `unanswerable:` in conf/grammar.yaml), so a language a recipe
-    adds is scored like the built-in ones."""
+    """The unanswerable answer per language: `vocab.UNANSWERABLE`, updated with the data dir's `unanswerable` file
+    when it has one. Data preparation writes that file from the recipe's own language definitions (the demo: each
+    language's `unanswerable:` in conf/grammar.yaml), so a language a recipe adds is scored like the built-in
+    ones."""
     strings = dict(UNANSWERABLE)
     path = Path(data_dir) / UNANSWERABLE_FILE if data_dir is not None else None
     if path is not None and path.is_file():
@@ -176,14 +162,11 @@ def unanswerable_strings(data_dir: Optional[Path] = None) -> dict[str, str]:
     return strings
 
 
-_UNANSWERABLE_NORM = {normalize_answer(s) for s in UNANSWERABLE.values()}
-
-
 def is_unanswerable(text: str, strings: Optional[Iterable[str]] = None) -> bool:
-    """True if `text` is one of the unanswerable `strings` (default: the built-in `UNANSWERABLE`, any language),
-    up to `normalize_answer`."""
-    norm = _UNANSWERABLE_NORM if strings is None else {normalize_answer(s) for s in strings}
-    return normalize_answer(text) in norm
+    """True if `text` is one of the unanswerable `strings` (default: `vocab.UNANSWERABLE`, any language, including
+    those a recipe added with `vocab.add_unanswerable`), up to `normalize_answer`."""
+    strings = UNANSWERABLE.values() if strings is None else strings
+    return normalize_answer(text) in {normalize_answer(s) for s in strings}
 
 
 def exact_match(refs: list[str], hyps: list[str]) -> Optional[float]:

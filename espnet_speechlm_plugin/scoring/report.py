@@ -27,22 +27,21 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
-
-import yaml
 
 from espnet_speechlm_plugin.data.kaldi import read_kaldi_lines, read_kaldi_text, write_atomic
 from espnet_speechlm_plugin.scoring import confusion, diagnostic, mcif, official
 from espnet_speechlm_plugin.scoring.bertscore import BertScoreOptions, make_bertscore_metric
 from espnet_speechlm_plugin.scoring.comet import CometOptions, make_comet_metric
 from espnet_speechlm_plugin.scoring.metrics import (
-    LANGS, TASK_METRICS, TASKS, Group, MetricFn, MetricResult, compute_metrics, unanswerable_strings,
+    TASK_METRICS, Group, MetricFn, MetricResult, compute_metrics, unanswerable_strings,
 )
 from espnet_speechlm_plugin.scoring.repetition import repetition_metric
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, TASKS, Prompt, PromptError, parse_prompt
+from espnet_speechlm_plugin.vocab import config_languages as vocab_config_languages
 
 # Column order of the RESULTS.md tables; metrics added later without a place here go to the end.
 METRIC_ORDER = (
@@ -51,9 +50,6 @@ METRIC_ORDER = (
 )
 SENTENCE_SEPARATOR = " ||| "  # between the sentences of a line of text.sentences / transcript.sentences
 _SCALE_100 = {"bleu", "chrf"}  # sacreBLEU's 0-100 scale; everything else is a fraction
-
-
-_LANG_CODE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]+)?$")
 
 
 class ScoringError(ValueError):
@@ -96,33 +92,18 @@ def build_registry(options: ScoringOptions) -> dict[str, list[MetricFn]]:
 
 
 # -------------------------------------------------------------------------------------------------- reading
-@dataclass
-class Prompt:
-    lang: str
-    task: str
-    question: str = ""
-
-
 def read_prompts(path: Path) -> dict[str, Prompt]:
-    """Parse a `prompt` file (`utt lang task [question...]`), checking lang and task."""
+    """Parse a `prompt` file (`utt lang task [question...]`) with `vocab.parse_prompt`: any language code (a recipe
+    may add languages by config; the default ones only sort first), a known task, a question for `answer`."""
     prompts: dict[str, Prompt] = {}
     for lineno, utt, value in read_kaldi_lines(path):
-        fields = value.split(maxsplit=2)
-        if len(fields) < 2:
-            raise ScoringError(f"{path} line {lineno}: utterance '{utt}' needs 'lang task [question]', got '{value}'")
-        lang, task = fields[0], fields[1]
-        if not _LANG_CODE.match(lang):  # any language a recipe adds by config; the defaults only sort first
-            raise ScoringError(
-                f"{path} line {lineno}: utterance '{utt}' has '{lang}' where a language code (e.g. {', '.join(LANGS)}) "
-                f"belongs: the line must read 'utt lang task [question]'"
-            )
-        if task not in TASKS:
-            raise ScoringError(
-                f"{path} line {lineno}: utterance '{utt}' has unknown task '{task}' (expected one of {TASKS})"
-            )
+        try:
+            prompt = parse_prompt(value, None, f"{path} line {lineno}: utterance '{utt}'")
+        except PromptError as err:
+            raise ScoringError(str(err)) from None
         if utt in prompts:
             raise ScoringError(f"{path} line {lineno}: utterance '{utt}' has a second prompt")
-        prompts[utt] = Prompt(lang, task, fields[2] if len(fields) > 2 else "")
+        prompts[utt] = prompt
     return prompts
 
 
@@ -223,7 +204,8 @@ def load_groups(
         g.ref_sentences.append(ref_sentences.get(utt))
         g.src_sentences.append(src_sentences.get(utt))
     def order(g: Group):  # tasks in TASKS order; the default languages first, then the others alphabetically
-        return TASKS.index(g.task), LANGS.index(g.lang) if g.lang in LANGS else len(LANGS), g.lang
+        langs = DEFAULT_LANGUAGES
+        return TASKS.index(g.task), langs.index(g.lang) if g.lang in langs else len(langs), g.lang
 
     return sorted(groups.values(), key=order), missing, bool(transcripts)
 
@@ -492,11 +474,8 @@ def read_corpus_stats(ref_dir: Path) -> Optional[dict]:
 
 
 def config_languages(config: Path) -> list[str]:
-    """The `languages:` of a training config (each has a prompt token); [] if the file or key is missing."""
-    if not config.is_file():
-        return []
-    languages = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("languages") or []
-    return [str(lang) for lang in languages]
+    """The output languages of a training config (`vocab.config_languages`); [] if there is no such file."""
+    return [str(lang) for lang in vocab_config_languages(str(config))] if config.is_file() else []
 
 
 def run_scoring(

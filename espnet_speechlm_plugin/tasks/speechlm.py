@@ -25,15 +25,10 @@ from torch import nn
 from espnet_speechlm_plugin.data.mix import MixIterFactory, MixSpec, read_lengths
 from espnet_speechlm_plugin.model.adapters import ConformerAdapter, ConvCompressor, LinearAdapter, W2VBertAdapter
 from espnet_speechlm_plugin.model.hf import HFAutoEncoder, HFCausalLM, W2VBertEncoder
-from espnet_speechlm_plugin.model.prompt import (
-    DEFAULT_LANGUAGES,
-    Collate,
-    SpeechLMPreprocessor,
-    load_tokenizer,
-    validate_prompt_file,
-)
+from espnet_speechlm_plugin.model.prompt import Collate, SpeechLMPreprocessor, load_tokenizer
 from espnet_speechlm_plugin.model.speechlm import SpeechLM
 from espnet_speechlm_plugin.tasks.resumable_trainer import ResumableTrainer
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, validate_prompt_file
 
 encoder_choices = ClassChoices(
     "encoder", classes=dict(w2v_bert=W2VBertEncoder, hf_auto=HFAutoEncoder), type_check=nn.Module, default="w2v_bert"

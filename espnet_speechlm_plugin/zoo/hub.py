@@ -3,8 +3,16 @@
 Where it sits: ``bin/pack.py --hf_repo user/name`` calls :func:`write_repo_folder` on the zip of
 ``zoo/pack.py`` and, unless ``--dry_run true``, :func:`upload_folder`. The folder is the archive UNPACKED
 (``meta.yaml`` at the top), which is the layout ``espnet_model_zoo``'s ``ModelDownloader`` expects of a hub repo,
-plus ``README.md``, the model card: YAML metadata (library, languages, tags, license, ``model-index`` with the
-scores of ``results.json``) and a body saying what the model is, how to use it and its RESULTS.md.
+plus ``README.md``, the model card: YAML metadata (library, pipeline tag, languages, tags, license,
+``model-index`` with the scores of ``results.json``) and a body saying what the model is, how to use it and its
+RESULTS.md.
+
+The metadata keeps the hub from offering a loading snippet that cannot load this model: with
+``library_name: espnet`` and an ``automatic-speech-recognition`` tag the hub shows ESPnet's
+``Speech2Text.from_pretrained`` snippet (huggingface.js ``model-libraries-snippets``), which cannot build a
+speech-LLM. So the card names this package as the library (the hub knows no snippet for it, so it shows none) and
+``audio-text-to-text`` (audio and a text prompt in, text out) as the pipeline tag, and its body gives our own
+snippet, ``SpeechLMInference.from_pretrained``.
 """
 
 import json
@@ -20,6 +28,8 @@ import yaml
 from espnet_speechlm_plugin.data.kaldi import replace_dir
 
 PAPER = "https://arxiv.org/abs/2506.17019"
+LIBRARY_NAME = "espnet_speechlm_plugin"  # not "espnet": see the module docstring
+PIPELINE_TAG = "audio-text-to-text"
 # our task names -> the task ids of the hub's model-index
 HUB_TASKS = {
     "transcribe": ("automatic-speech-recognition", "Speech recognition"),
@@ -75,10 +85,11 @@ def model_card(repo: str, config: dict, rows: List[dict], results_md: str = "", 
     tasks = sorted({r["task"] for r in rows if r.get("task") in HUB_TASKS}, key=list(HUB_TASKS).index) \
         or list(HUB_TASKS)
     meta = {
-        "library_name": "espnet",
+        "library_name": LIBRARY_NAME,
+        "pipeline_tag": PIPELINE_TAG,
         "language": languages,
         "license": license,
-        "tags": ["espnet", "audio", "speech-llm", "espnet_speechlm_plugin"] + [HUB_TASKS[t][0] for t in tasks],
+        "tags": ["audio", "speech-llm", "espnet_speechlm_plugin"] + [HUB_TASKS[t][0] for t in tasks],
     }
     if base_models:
         meta["base_model"] = base_models
@@ -102,8 +113,10 @@ A speech-LLM trained with `espnet_speechlm_plugin` (an ESPnet recipe plugin foll
 
 ## Use
 
+This model is loaded with `espnet_speechlm_plugin` (an ESPnet plugin; install it from its repository with
+`pip install -e .` into an environment that has ESPnet, or `make install`), not with ESPnet's `Speech2Text`:
+
 ```bash
-# with espnet_speechlm_plugin installed (its README: make install)
 python -m espnet_speechlm_plugin.bin.speechlm_inference --model {repo} --task {task} --lang {lang} talk.wav
 ```
 

@@ -288,12 +288,12 @@ class SpeechLMInference:
 
     def prompt(self, task: str, lang: str, question: Optional[str] = None) -> str:
         """The ``prompt`` value (``lang task [question]``), checked like a data dir's prompt line."""
-        from espnet_speechlm_plugin.model.prompt import parse_prompt
+        from espnet_speechlm_plugin.vocab import format_prompt, parse_prompt
 
         question = " ".join((question or "").split())  # one line, as in a data dir
         if question and task != "answer":
             raise ValueError(f"a question is only used with task='answer' (got task={task!r})")
-        value = " ".join(filter(None, (lang, task, question)))
+        value = format_prompt(lang, task, question)
         parse_prompt(value, self.languages, f"task={task!r}, lang={lang!r}")
         return value
 

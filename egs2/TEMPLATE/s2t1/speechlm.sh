@@ -13,53 +13,71 @@
 #   6 score                               → exp/<tag>_stage2/RESULTS.md, results.json, mcif/<set>.xml (the outputs
 #     as an MCIF output file; scored with the official MCIF evaluation too when dump/<set>/mcif_ref names references)
 #   7 pack (ESPnet model-zoo zip)         → exp/<tag>_stage2/packed/model.zip
-#   8 upload to the HF hub (only with --skip_upload false; --dry_run true writes the repo folder)
+#   8 upload to the HF hub (only with --skip_upload_hf false; --dry_run true writes the repo folder)
+# Glossary: the recipe stages are numbered 1-8; the paper's two *training* stages are recipe stages 3 and 4
+# (paper "stage 1" = alignment = recipe stage 3, exp/<tag>_stage1; paper "stage 2" = instruction SFT = recipe
+# stage 4, exp/<tag>_stage2).
 set -euo pipefail
 
-# ---- options (each one can be given as --name value) ----
-stage=1
-stop_stage=8
-nthreads=1            # torch threads per process. 1 is robust when another process shares the cores; on an
-                      # idle 2-core machine 2 threads train ~1.8x faster.
-ngpu=0                # GPUs per node for training; > 1 trains with DDP, one process per GPU (docs/multi_gpu.md).
-                      # Each decoding job uses one.
-nproc=1               # with ngpu 0: training processes per node on CPU (DDP over gloo; what the tests run)
+# ---- options (each one can be given as --name value; --help lists them from here) ----
+# Stages and processes
+stage=1               # first recipe stage to run (1-8)
+stop_stage=8          # last recipe stage to run (1-8)
+nthreads=1            # torch threads per process; 1 is robust when other processes share the cores, 2 trains
+                      # ~1.8x faster on an idle 2-core machine
+ngpu=0                # GPUs per node for training (> 1: DDP, one process per GPU; docs/multi_gpu.md); each
+                      # decoding job uses one
+nproc=1               # with ngpu 0: training processes per node on CPU (DDP over gloo)
 num_nodes=1           # nodes for training (> 1 needs --cmd_backend slurm): num_nodes x max(ngpu, nproc) processes
-inference_nj=1        # stage 5: decoding jobs per test set (each a share of whole batches; merged output is the
-                      # same as one job's), run side by side through cmd.sh (slurm: one srun each)
 nj=2                  # parallel jobs for feature extraction (and CPU cores asked of slurm per job)
-train_set=train
-valid_set=dev         # with a training mix that lists 'valid:' dirs, that stage validates on <valid_set>_<mix name>
-test_sets="test"      # decoded and scored; their clips are also kept out of training (make_mix --exclude_dirs)
-tag=speechlm
-data_args=""          # passed to local/data.sh (read by the shell: quote values with spaces, '--corpora "a b"')
-train_mix_stage1=""   # mix YAMLs (data dirs, tasks, weights, duration caps): stage 2 combines their data dirs into
-train_mix_stage2=""   # data/<train_set> (+ data/<valid_set>) and training draws each stage's mix per epoch
+inference_nj=1        # stage 5: decoding jobs per test set (merged output is the same as one job's)
+cmd_backend=${cmd_backend:-local}  # where jobs run: local (this machine) or slurm (an srun step per job; cmd.sh)
+slurm_opts=${slurm_opts:-"--time 24:00:00"}  # added to every srun, e.g. "--partition gpu --time 48:00:00"
+# Data (stages 1-2)
+train_set=train       # the training data dir, data/<train_set>
+valid_set=dev         # the valid data dir; with a training mix that lists 'valid:' dirs, that training stage
+                      # validates on <valid_set>_<mix name>
+test_sets="test"      # decoded and scored in stages 5-6; their clips are also kept out of training
+local_data_opts=""    # options passed to local/data.sh in stage 1 (read by the shell: quote values with spaces,
+                      # '--corpora "a b"'); a value given here replaces the recipe's, it is not added to it
+# alias --data_args --local_data_opts  accepted until the next release
+train_mix_stage1=""   # mix YAML of training stage 1 (data dirs, tasks, weights, duration caps); stage 2 combines
+                      # the mixes' dirs into data/<train_set> and training draws each stage's mix per epoch
+train_mix_stage2=""   # mix YAML of training stage 2 (see train_mix_stage1)
 min_dur=0             # stage 2: drop training utterances shorter than this many seconds (0: keep all); counted
 max_dur=0             # stage 2: drop training utterances longer than this many seconds (0: keep all); counted
-make_init=false       # stage 2: make tiny random encoder/LM + corpus tokenizer in <init_dir> (no hub needed)
-init_dir=exp/init     # where make_init puts them (variants whose encoder pretraining differs need their own)
-init_args=""          # passed to make_tiny_init
+# Initial models (stage 2; the CPU demo only)
+make_init=false       # stage 2: make a tiny random encoder/LM + corpus tokenizer in <init_dir> (no hub needed)
+init_dir=exp/init     # where make_init puts them
+init_args=""          # options passed to make_tiny_init
 init_lm_steps=0       # with make_init: text pretraining steps of the tiny LM (0 = leave it random)
 init_encoder_steps=0  # with make_init: CTC pretraining steps of the tiny encoder (0 = leave it random)
 init_compressor_layers=0  # Conv1d layers in front of the encoder during its CTC pretraining (as in the config);
-                      # their weights go to <init_dir>/encoder/compressor.pth for stage 1's --init_param
+                      # their weights go to <init_dir>/encoder/compressor.pth for stage 3's --init_param
+# Training (stage 3 = the paper's stage 1, stage 4 = the paper's stage 2)
+tag=speechlm          # experiment name: exp/<tag>_stage1, exp/<tag>_stage2
 seed=""               # one seed for make_init, its pretraining and both training stages (overrides the configs'
-                      # `seed`); empty: make_init uses 0 and training the configs' own
-stage1_config=conf/stage1.yaml
-stage2_config=conf/stage2.yaml
-skip_stage1=false
-stage1_tag=""         # stage 1's exp dir is exp/<stage1_tag>_stage1 (default: tag); lets stage-2 variants share it
-stage1_args=""        # extra training options, e.g. "--max_epoch 3"
-stage2_args=""
-inference_model=valid.acc.best.pth
-decode_args=""        # e.g. "--batch_size 32 --max_new_tokens 100"
+                      # seed); empty: make_init uses 0 and training the configs' own
+stage1_config=conf/stage1.yaml  # training config of stage 3 (alignment: encoder and LM frozen)
+stage2_config=conf/stage2.yaml  # training config of stage 4 (instruction SFT, per-module learning rates)
+skip_stage1=false     # true: no stage 3; stage 4 starts from the config's own initialisation
+stage1_tag=""         # stage 3's exp dir is exp/<stage1_tag>_stage1 (empty: <tag>); lets stage-4 variants share it
+stage1_args=""        # extra training options of stage 3, e.g. "--max_epoch 3" (override the config)
+stage2_args=""        # extra training options of stage 4
+# Decoding and scoring (stages 5-6)
+inference_model=valid.acc.best.pth  # the checkpoint of exp/<tag>_stage2 that stages 5-8 use
+decode_args=""        # decoding options, e.g. "--batch_size 32 --max_new_tokens 100 --beam_size 4"
 diagnose_n=0          # stage 5: also decode this many test utterances with every task/language prompt (0 = off)
-diagnose_args=""      # e.g. "--source_lang en" (the audio's language where no transcript tells it)
-score_args=""
-skip_upload=true
-hf_repo=""
-dry_run=false
+diagnose_args=""      # options of the diagnostic, e.g. "--source_lang en"
+score_args=""         # options of bin/score in stage 6, e.g. "--comet_model /models/wmt22-comet-da"
+# Upload to the Hugging Face hub (stage 8)
+skip_upload_hf=true   # true: stage 8 does nothing; false: publish exp/<tag>_stage2/packed on --hf_repo
+# alias --skip_upload --skip_upload_hf  accepted until the next release
+hf_repo=""            # the hub repo, user/name (needed when stage 8 runs)
+hf_private=false      # true: create the hub repo as private
+hf_license=cc-by-4.0  # license in the model card's metadata
+dry_run=false         # true: write exp/<tag>_stage2/packed/hf_repo/ (what would be uploaded), upload nothing
+# ---- end of options ----
 
 . ./path.sh
 . ./cmd.sh
@@ -111,8 +129,8 @@ mix_opts() {
     return 0
 }
 
-config_languages() {  # the output languages a training config names (its --languages; default en de it zh)
-    ${python} -c 'import sys, yaml; print(*(yaml.safe_load(open(sys.argv[1])).get("languages") or "en de it zh".split()))' "$1"
+config_languages() {  # the output languages a training config names (its `languages:`; else the package's default)
+    ${python} -m espnet_speechlm_plugin.vocab languages "$1"
 }
 
 train() {  # train CONFIG OUTDIR EXTRA...: ESPnet Trainer; --resume makes a rerun continue (or do nothing)
@@ -165,7 +183,7 @@ validate() {  # validate KIND SET...: stop with file, line, utterance and what t
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation → data/"
-    eval "local/data.sh ${data_args}"
+    eval "local/data.sh ${local_data_opts}"
     # a training mix builds data/<train_set> and its valid set in stage 2, which validates them then
     if [ -z "${train_mix_stage1}${train_mix_stage2}" ]; then
         # shellcheck disable=SC2046
@@ -322,13 +340,14 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
-    if [ "${skip_upload}" = true ]; then
-        log "Stage 8: upload skipped (--skip_upload true)"
+    if [ "${skip_upload_hf}" = true ]; then
+        log "Stage 8: upload skipped (--skip_upload_hf true)"
     else
         [ -n "${hf_repo}" ] || { log "Stage 8: set --hf_repo user/name to upload"; exit 1; }
         log "Stage 8: uploading ${exp2}/packed to the HF hub repo '${hf_repo}' (dry run: ${dry_run})"
         ${python} -m espnet_speechlm_plugin.bin.pack --exp_dir "${exp2}" --model_file "${inference_model}" \
-            --out "${exp2}/packed/model.zip" --hf_repo "${hf_repo}" --dry_run "${dry_run}"
+            --out "${exp2}/packed/model.zip" --hf_repo "${hf_repo}" --dry_run "${dry_run}" \
+            --private "${hf_private}" --license "${hf_license}"
     fi
 fi
 log "Done (stages ${stage}..${stop_stage})"

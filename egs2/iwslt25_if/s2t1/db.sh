@@ -1,10 +1,11 @@
 # Corpus locations for egs2/iwslt25_if/s2t1 (sourced by local/data.sh). Edit the paths after the ":-" to where
 # each corpus is unpacked, or export the variable before running. A corpus you do not prepare (leave it out of
-# --corpora) needs no path. The expected layout of each is in local/corpora/<reader>.py and docs/iwslt_recipe.md.
+# --corpora) needs no path. The expected layout of each is in espnet_speechlm_plugin/corpora/<reader>.py and
+# docs/iwslt_recipe.md.
 #
 # With `--corpora_root DIR` (local/data.sh and run.sh option) every variable left empty here is looked for under
-# DIR by the folder name its release unpacks to (local/corpora/locate.py); exactly one candidate must match, else
-# the run stops listing what it looked at or the candidates, and you set that variable here:
+# DIR by the folder name its release unpacks to (espnet_speechlm_plugin/corpora/locate.py); exactly one candidate
+# must match, else the run stops listing what it looked at or the candidates, and you set that variable here:
 #
 #   variable        what                                         found under --corpora_root as
 #   LIBRISPEECH     LibriSpeech/ (train-*/, dev-clean/, test-clean/, test-other/)          LibriSpeech

@@ -9,38 +9,56 @@
 # Edit db.sh (one path per corpus), then:
 #   ./run.sh --stage 1 --stop_stage 5                       # data, features, both training stages, decoding
 #   ./run.sh --model qwen2.5-1.5b --ngpu 2 --stage2_config conf/stage2_qwen2.5-1.5b_2gpu.yaml
-#   ./run.sh --lora true --stage 4                          # stage 2 with LoRA on the decoder (same stage 1)
+#   ./run.sh --lora true --stage 4      # recipe stage 4 (the paper's stage 2) with LoRA on the decoder, same stage 3
 #   ./run.sh --cmd_backend slurm --slurm_opts "--partition gpu --time 48:00:00"
 #   ./run.sh --stage 1 --stop_stage 2 --corpora_root /tmp/fixture   # dry run on fixture corpora
 #                                         # (python -m espnet_speechlm_plugin.bin.make_fixture_corpora /tmp/fixture)
 #   ./run.sh --corpora_root /data         # find every corpus db.sh leaves empty under /data by its release name
 #   ./run.sh --rehearsal true             # stages 1-7 with real-size random-weight models on CPU (docs/rehearsal.md)
-# Options of this script: --model qwen2.5-0.5b|qwen2.5-1.5b|phi-4-mini (conf/stage{1,2}_<model>.yaml),
-# --lora true|false, --pseudolabel true|false (stage 1 adds en→de/it/zh pseudo-labels of Common Voice English and
-# stage 2 trains on conf/train_mix_stage2_pl.yaml), --corpora "librispeech mls cv covost2 fleurs spokensquad acl6060",
-# --corpora_root DIR (where local/data.sh looks for the corpora db.sh leaves empty), --nj N (data prep and
-# features). Every other option goes to ../../TEMPLATE/s2t1/speechlm.sh (see its header): --stage, --stop_stage,
-# --ngpu, --stage1_config, --stage2_config, --stage1_args "…", --train_mix_stage2 FILE, --test_sets "…" …
+# Options of this script come first in --help; every other option goes to speechlm.sh, listed after them with the
+# values this script gives them (README.md in this folder).
 set -euo pipefail
 
-model=qwen2.5-0.5b
-lora=false
-pseudolabel=false
-corpora="librispeech mls cv covost2 fleurs spokensquad acl6060"
-corpora_root=""
-nj=8
-rehearsal=false
+# ---- options of this script (--help lists them from here) ----
+model=qwen2.5-0.5b    # the LM: qwen2.5-0.5b, qwen2.5-1.5b or phi-4-mini (picks conf/stage{1,2}_<model>.yaml)
+lora=false            # true|false: stage 4 with LoRA on the decoder (conf/stage2_<model>_lora.yaml), same stage 3
+pseudolabel=false     # true|false: stage 1 adds en->de/it/zh pseudo-labels of Common Voice English and stage 4
+                      # trains on conf/train_mix_stage2_pl.yaml (docs/pseudolabel.md)
+corpora="librispeech mls cv covost2 fleurs spokensquad acl6060"  # the corpora stage 1 prepares
+corpora_root=""       # where local/data.sh looks for every corpus db.sh leaves empty (by its release folder name)
+nj=8                  # processes for data prep and feature extraction
+rehearsal=false       # true: stages 1-7 with real-size random-weight models on CPU (docs/rehearsal.md; options:
+                      # local/rehearsal.py --help)
+# ---- end of options ----
+
+. utils/options.sh
+own=" $(option_names "$0" | tr '\n' ' ') "
 rest=()
+help=false
 while [ $# -gt 0 ]; do
     case "$1" in
-        --model|--lora|--pseudolabel|--corpora|--corpora_root|--nj|--rehearsal)
-            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-            printf -v "${1#--}" '%s' "$2"; shift 2 ;;
-        --help|-h) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+        --help|-h) help=true; shift ;;
+        --*)
+            if [[ "${own}" == *" ${1#--} "* ]]; then
+                [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+                printf -v "${1#--}" '%s' "$2"; shift 2
+            else
+                rest+=("$1"); shift
+            fi ;;
         *) rest+=("$1"); shift ;;
     esac
 done
-if [ "${rehearsal}" = true ]; then  # options: local/rehearsal.py --help
+help_opt=()
+if [ "${help}" = true ]; then
+    help_opt=(--help)  # speechlm.sh prints its options after this script has set them
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+    echo
+    echo "Options of this script (shown with their values now):"
+    print_options "$0"
+    echo
+    echo "---- speechlm.sh, as this script calls it ----"
+fi
+if [ "${rehearsal}" = true ] && [ "${help}" = false ]; then  # options: local/rehearsal.py --help
     exec local/rehearsal.sh ${corpora_root:+--corpora_root "${corpora_root}"} "${rest[@]}"
 fi
 [ -f "conf/stage1_${model}.yaml" ] || { echo "$0: --model ${model}: no conf/stage1_${model}.yaml" >&2; exit 1; }
@@ -60,16 +78,16 @@ for dset in acl6060_en_dev acl6060_en_de_dev acl6060_en_zh_dev \
     if [[ " ${corpora} " == *" ${dset%%_*} "* ]]; then test_sets+="${test_sets:+ }${dset}"; fi
 done
 
-data_args="--corpora $(printf %q "${corpora}") --nj ${nj}"
-[ -n "${corpora_root}" ] && data_args+=" --corpora_root $(printf %q "${corpora_root}")"
+local_data_opts="--corpora $(printf %q "${corpora}") --nj ${nj}"
+[ -n "${corpora_root}" ] && local_data_opts+=" --corpora_root $(printf %q "${corpora_root}")"
 mix2=conf/train_mix_stage2.yaml
 if [ "${pseudolabel}" = true ]; then
-    data_args+=" --pseudolabel true"
+    local_data_opts+=" --pseudolabel true"
     mix2=conf/train_mix_stage2_pl.yaml
 fi
 
 ./speechlm.sh \
-    --data_args "${data_args}" \
+    --local_data_opts "${local_data_opts}" \
     --train_mix_stage1 conf/train_mix_stage1.yaml \
     --train_mix_stage2 "${mix2}" \
     --train_set train --valid_set dev \
@@ -79,4 +97,4 @@ fi
     --stage2_config "${stage2_config}" \
     --ngpu 1 --nj "${nj}" \
     --decode_args "--batch_size 32 --max_new_tokens 256" \
-    "${rest[@]}"
+    "${rest[@]}" "${help_opt[@]}"

@@ -1,42 +1,59 @@
 #!/usr/bin/env bash
 # mini_espeak: the embedded CPU demo. Synthesises a small en/de/it/zh speech corpus with espeak-ng, then trains,
-# decodes and scores a tiny speech-LLM on all three tasks (transcribe, translate, answer) in about 15 minutes on
-# 2 CPU cores. `make demo` runs exactly this. Options: see ../../TEMPLATE/s2t1/speechlm.sh; e.g.
+# decodes and scores a tiny speech-LLM on all three tasks (transcribe, translate, answer) on 2 CPU cores.
+# `make demo` runs exactly this (README.md in this folder; results: RESULTS.md). E.g.
 #   ./run.sh --stage 1 --stop_stage 5      # stop after decoding
 #   ./run.sh --stage 3                     # rerun from training (finished stages are no-ops)
 #   ./run.sh --nthreads 2                  # faster on an otherwise idle 2-core machine
-# Options of this script (docs/compression.md):
-#   --seed N                 seed of the initial models, their pretraining and both training stages (default 0;
-#                            the corpus has its own: --data_args "... --seed M")
-#   --compressor_layers K    Conv1d (k3, s2) layers before the encoder, 0-3 (default 2: 50 Hz → 12.5 Hz)
-#   --adapter A              the length adapter after the encoder: conformer (default) or w2v_bert_adapter
-#   --adapter_layers N       its layers (default 1)
-#   --adapter_stride S       their stride (default 2); total compression = 2^K × S^N (default 8×: 6.25 Hz)
+#   ./run.sh --compressor_layers 0         # a variant: 2x total compression (docs/compression.md)
+#   ./run.sh --seed 1                      # the default model, another seed
 # A run other than the default writes its own dirs, so variants sit side by side on the same data and features:
 # exp/init_conv<K>[_seed<N>] (initial models; the encoder's CTC pretraining runs behind the K Conv1d layers) and
-# exp/tiny_conv<K>_<A><N>x<S>[_seed<N>]_stage{1,2} (results: ..._stage2/RESULTS.md; A: adapter or w2v_adapter), e.g.
-#   ./run.sh --compressor_layers 0          # 2× total compression
-#   ./run.sh --seed 1                       # the default model, another seed
+# exp/tiny_conv<K>_<A><N>x<S>[_seed<N>]_stage{1,2} (results: ..._stage2/RESULTS.md; A: adapter or w2v_adapter).
+# Options of this script come first below; every other option goes to speechlm.sh, listed after them with the
+# values this script gives them.
 set -euo pipefail
 
-seed=0
-compressor_layers=2   # the defaults must equal conf/stage{1,2}_tiny.yaml (tests/test_configs.py checks it)
-adapter=conformer
-adapter_layers=1
-adapter_stride=2
-tag=""
-stage1_args=""
-stage2_args=""
+# ---- options of this script (--help lists them from here) ----
+seed=0                # seed of the initial models, their pretraining and both training stages (the corpus has
+                      # its own: --local_data_opts "... --seed M")
+compressor_layers=2   # Conv1d (k3, s2) layers before the encoder, 0-3 (2: 50 Hz -> 12.5 Hz); the defaults must
+                      # equal conf/stage{1,2}_tiny.yaml (tests/test_configs.py checks it)
+adapter=conformer     # the length adapter after the encoder: conformer or w2v_bert_adapter
+adapter_layers=1      # its layers
+adapter_stride=2      # their stride; total compression = 2^compressor_layers x adapter_stride^adapter_layers
+tag=""                # experiment name (empty: tiny, or tiny_conv<K>_<A><N>x<S>[_seed<N>] for a variant)
+stage1_args=""        # extra training options of stage 3, after the variant's own
+stage2_args=""        # extra training options of stage 4, after the variant's own
+# ---- end of options ----
+
+. utils/options.sh
+own=" $(option_names "$0" | tr '\n' ' ') "
 rest=()
+help=false
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seed|--compressor_layers|--adapter|--adapter_layers|--adapter_stride|--tag|--stage1_args|--stage2_args)
-            [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-            printf -v "${1#--}" '%s' "$2"; shift 2 ;;
-        --help|-h) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+        --help|-h) help=true; shift ;;
+        --*)
+            if [[ "${own}" == *" ${1#--} "* ]]; then
+                [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+                printf -v "${1#--}" '%s' "$2"; shift 2
+            else
+                rest+=("$1"); shift
+            fi ;;
         *) rest+=("$1"); shift ;;
     esac
 done
+help_opt=()
+if [ "${help}" = true ]; then
+    help_opt=(--help)  # speechlm.sh prints its options after this script has set them
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+    echo
+    echo "Options of this script (shown with their values now):"
+    print_options "$0"
+    echo
+    echo "---- speechlm.sh, as this script calls it ----"
+fi
 
 init_dir=exp/init
 model_suffix=""
@@ -69,7 +86,7 @@ fi
     --train_set train --valid_set dev --test_sets "test" \
     --tag "${tag:-tiny${model_suffix}}" \
     --seed "${seed}" \
-    --data_args "--n_train 8000 --n_dev 100 --n_test 800 --frac_transcribe 0.2 --frac_translate 0.3 --frac_answer 0.4 --frac_transcribe_other 0.1" \
+    --local_data_opts "--n_train 8000 --n_dev 100 --n_test 800 --frac_transcribe 0.2 --frac_translate 0.3 --frac_answer 0.4 --frac_transcribe_other 0.1" \
     --make_init true --init_dir "${init_dir}" \
     --init_args "--vocab_size 1500 --encoder_hidden 128 --encoder_layers 2 --decoder_hidden 128 --decoder_layers 2" \
     --init_lm_steps 2000 \
@@ -80,4 +97,4 @@ fi
     --stage1_args "${common[*]} ${stage1[*]} ${stage1_args}" \
     --stage2_args "${common[*]} ${stage2_args}" \
     --decode_args "--batch_size 32" \
-    "${rest[@]}"
+    "${rest[@]}" "${help_opt[@]}"

@@ -15,7 +15,8 @@
 #                           → data/cv_en_train_pl (README "Pseudo-labelling"); with --pl_mt_models FILE,
 #                           --pl_qe_model NAME|PATH, --pl_threshold X, --pl_tgt_langs de,it,zh, --pl_args "..."
 #                           --nj N runs N shards as jobs through cmd.sh (slurm: one srun each, --pl_gpu GPUs per job)
-#   --extra_args "..."      any further option of local/corpora/prepare.py (python3 local/corpora/prepare.py --help)
+#   --extra_args "..."      any further option of the corpus readers
+#                           (python -m espnet_speechlm_plugin.corpora.prepare --help)
 # A missing or wrong corpus path stops before anything is written, naming the db.sh variable and the layout.
 # Data dirs that are complete with the same sources and options are skipped.
 set -euo pipefail
@@ -51,7 +52,7 @@ python=python3
 [ -x "${MAIN_ROOT}/.venv/bin/python" ] && [ -z "${VIRTUAL_ENV:-}" ] && python="${MAIN_ROOT}/.venv/bin/python"
 
 # shellcheck disable=SC2086
-"${python}" "${MAIN_ROOT}/local/corpora/prepare.py" \
+"${python}" -m espnet_speechlm_plugin.corpora.prepare \
     --out data --work_dir downloads --nj "${nj}" --corpora "${corpora}" \
     --librispeech "${LIBRISPEECH}" --mls_de "${MLS_DE}" --mls_it "${MLS_IT}" \
     --commonvoice "${COMMONVOICE}" --covost2 "${COVOST2}" --covost2_cv_en "${COVOST2_CV_EN}" \

@@ -40,6 +40,7 @@ def main(argv=None) -> int:
 
     from espnet_speechlm_plugin import SpeechLMInference
     from espnet_speechlm_plugin.model.generate import GenerateConfig
+    from espnet_speechlm_plugin.vocab import parse_prompt
 
     torch.set_num_threads(1)
     sets = sorted(d.parent.name for d in a.decode_dir.glob("*/text"))
@@ -55,8 +56,8 @@ def main(argv=None) -> int:
         stage5 = read_kaldi(a.decode_dir / s / "text")
         groups = defaultdict(list)  # one API call per prompt: (lang, task, question) → utterances
         for utt in stage5:
-            lang, task, *question = prompts[utt].split(maxsplit=2)
-            groups[(lang, task, question[0] if question else None)].append(utt)
+            lang, task, question = parse_prompt(prompts[utt], None, f"{a.data_root / s / 'prompt'}: utterance '{utt}'")
+            groups[(lang, task, question or None)].append(utt)
         api = {}
         for (lang, task, question), utts in groups.items():
             outs = model.decode([wavs[u] for u in utts], task=task, lang=lang, question=question)

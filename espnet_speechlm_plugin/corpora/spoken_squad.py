@@ -24,7 +24,7 @@ prompt ``en answer <question>``, target = the first reference answer as given (t
 lower case). ``--sqa_unanswerable_ratio r`` adds round(r × answerable) unanswerable examples: a question paired
 with a passage from another article of the same split (seeded, deterministic; a dev question never meets a
 train passage), target exactly ``UNANSWERABLE[lang]`` from
-``espnet_speechlm_plugin.scoring.metrics`` ("Not answerable.", "Nicht zu beantworten.", "Non è possibile
+``espnet_speechlm_plugin.vocab`` ("Not answerable.", "Nicht zu beantworten.", "Non è possibile
 rispondere.", "无法回答。").
 
 Other question languages: Spoken-SQuAD has English questions only. German/Italian/Chinese SQA needs translated
@@ -53,9 +53,11 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, log, normalize_text, read_tsv, require_columns
+from espnet_speechlm_plugin.corpora.common import (
+    CorpusError, Plan, Source, Utt, fingerprint, log, normalize_text, read_tsv, require_columns,
+)
 
-from espnet_speechlm_plugin.scoring.metrics import UNANSWERABLE
+from espnet_speechlm_plugin.vocab import unanswerable
 
 VERSION = 2
 LAYOUT = """
@@ -235,7 +237,7 @@ def build_utts(questions: list[Question], audio: dict[tuple[int, int], str], lan
                 continue
             key = others[rng.randrange(len(others))]
             speaker = f"{prefix}-{key[0]}_{key[1]}"
-            utts.append(Utt(f"{speaker}-na-{q.qid}", speaker, audio[key], UNANSWERABLE[lang], lang, "answer",
+            utts.append(Utt(f"{speaker}-na-{q.qid}", speaker, audio[key], unanswerable(lang), lang, "answer",
                             question=text_q, transcript=contexts.get(key) or None))
     return utts, dropped
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
+from espnet_speechlm_plugin.corpora.common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
 
 VERSION = 2
 LAYOUT = """

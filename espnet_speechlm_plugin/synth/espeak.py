@@ -1,7 +1,8 @@
 """Text to 16 kHz speech with espeak-ng, through the library shipped in the ``espeakng-loader`` wheel.
 
-Where it sits: stage 1 of the synthesised recipes (egs2/mini_espeak/s2t1). ``local/make_mini_corpus.py``
-calls ``synthesize_to_file`` from worker processes; nothing outside ``local/`` uses it.
+Where it sits: stage 1 of the synthesised recipes: egs2/mini_espeak/s2t1's ``local/make_mini_corpus.py`` calls
+``synthesize_to_file`` from worker processes; ``bin/make_fixture_corpora`` (the IWSLT readers' test corpora), the
+tests and the benchmarks call ``synthesize``.
 
 espeak-ng is driven with ctypes (no system package needed): synchronous output into a callback,
 a voice per call (``en-us+m3`` = language voice + variant from ``espeak-ng-data/voices/!v``),

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Stage 1 of egs2/iwslt25_if/s2t1: read the corpora named in --corpora and write one Kaldi data dir per
-(corpus, language or pair, split) under --out. ``local/data.sh`` calls this with the paths from db.sh.
+(corpus, language or pair, split) under --out. The recipe's ``local/data.sh`` calls this with the paths from db.sh.
 
-    python3 local/corpora/prepare.py --out data --work_dir downloads --nj 4 \\
+    python -m espnet_speechlm_plugin.corpora.prepare --out data --work_dir downloads --nj 4 \\
         --corpora "librispeech mls cv covost2 fleurs spokensquad acl6060" \\
         --librispeech /data/LibriSpeech --mls_de /data/mls_german --mls_it /data/mls_italian \\
         --commonvoice /data/cv-corpus-17.0 --covost2 /data/covost2 --covost2_cv_en /data/cv-corpus-4/en \\
@@ -16,7 +15,7 @@ stops with one message per corpus naming the db.sh variable and the expected lay
 Data dirs that are complete with the same source and options are skipped; others are (re)written atomically.
 ``--check_only`` checks the layouts and lists the data dirs that would be written. Reader modules, one per
 corpus, document their layouts and data dir names: librispeech.py, mls.py, common_voice.py, covost2.py,
-fleurs.py, spoken_squad.py, acl6060.py (all in this folder).
+fleurs.py, spoken_squad.py, acl6060.py (all in espnet_speechlm_plugin/corpora/).
 """
 from __future__ import annotations
 
@@ -25,17 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the reader modules next to this file
-
-import acl6060  # noqa: E402
-import common_voice  # noqa: E402
-import covost2  # noqa: E402
-import fleurs  # noqa: E402
-import librispeech  # noqa: E402
-import mls  # noqa: E402
-import spoken_squad  # noqa: E402
-from common import CorpusError, Plan, log, prepare_dir  # noqa: E402
-from locate import NEEDS, locate  # noqa: E402
+from espnet_speechlm_plugin.corpora import (
+    acl6060, common_voice, covost2, fleurs, librispeech, mls, spoken_squad,
+)
+from espnet_speechlm_plugin.corpora.common import CorpusError, Plan, log, prepare_dir
+from espnet_speechlm_plugin.corpora.locate import NEEDS, locate
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES
 
 CORPORA = ("librispeech", "mls", "cv", "covost2", "fleurs", "spokensquad", "acl6060")
 # db.sh variable -> option of this script
@@ -68,11 +62,13 @@ def get_parser() -> argparse.ArgumentParser:
                        help="look for every corpus not given above under DIR by its release folder name")
     opts = p.add_argument_group("what to prepare")
     opts.add_argument("--mls_langs", default="de it", help="MLS languages (de it)")
-    opts.add_argument("--cv_langs", default="en de it zh", help="Common Voice languages (en de it zh)")
+    opts.add_argument("--cv_langs", default=" ".join(DEFAULT_LANGUAGES),
+                      help=f"Common Voice languages ({' '.join(DEFAULT_LANGUAGES)})")
     opts.add_argument("--cv_train", default="validated", choices=("validated", "train"),
                       help="Common Voice training clips: validated.tsv minus dev/test (default) or train.tsv")
     opts.add_argument("--covost2_targets", default="de zh", help="CoVoST 2 en→X targets (de zh)")
-    opts.add_argument("--fleurs_langs", default="en de it zh", help="FLEURS languages (en de it zh)")
+    opts.add_argument("--fleurs_langs", default=" ".join(DEFAULT_LANGUAGES),
+                      help=f"FLEURS languages ({' '.join(DEFAULT_LANGUAGES)})")
     opts.add_argument("--fleurs_translate", type=_bool, default=True,
                       help="also write fleurs_en_<tgt>_* translation dirs (true)")
     opts.add_argument("--sqa_unanswerable_ratio", type=float, default=0.25,

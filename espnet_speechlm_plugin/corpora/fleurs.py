@@ -25,7 +25,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, log, normalize_text, read_tsv
+from espnet_speechlm_plugin.corpora.common import (
+    CorpusError, Plan, Source, Utt, fingerprint, log, normalize_text, read_tsv,
+)
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES
 
 VERSION = 1
 LAYOUT = """
@@ -127,7 +130,7 @@ def read_translate(src: Source, tgt: str, split: str, work_dir: Path) -> tuple[l
     return utts, dropped
 
 
-def plans(path: str | None, work_dir: str, langs=("en", "de", "it", "zh"), translate: bool = True,
+def plans(path: str | None, work_dir: str, langs=DEFAULT_LANGUAGES, translate: bool = True,
           **_options) -> list[Plan]:
     src = source(path)
     work = Path(work_dir).resolve()

@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text, read_tsv, require_columns
-from common_voice import clip_utt, read_clips
+from espnet_speechlm_plugin.corpora.common import (
+    CorpusError, Plan, Source, Utt, fingerprint, normalize_text, read_tsv, require_columns,
+)
+from espnet_speechlm_plugin.corpora.common_voice import clip_utt, read_clips
 
 VERSION = 1
 LAYOUT = """

@@ -1,8 +1,8 @@
 """A small deterministic grammar: English sentences, their translations, and questions about them.
 
 Where it sits: stage 1 of egs2/mini_espeak/s2t1. ``local/make_mini_corpus.py`` draws sentences here,
-realises them in every language of the grammar file (``egs2/mini_espeak/s2t1/conf/grammar.yaml``),
-asks questions about them, and synthesises the audio with ``local/espeak_synth.py``.
+realises them in every language of the grammar file (the recipe's ``conf/grammar.yaml``), asks questions about
+them, and synthesises the audio with ``espnet_speechlm_plugin.synth.espeak``.
 
 A sentence is abstract (which animal, how many, which colour, verb, place, time); each language
 realises it with the same rules, so the translation of a phrase depends only on the phrase and its
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_GRAMMAR = Path(__file__).resolve().parents[1] / "egs2/mini_espeak/s2t1/conf/grammar.yaml"
+DEFAULT_GRAMMAR = Path(__file__).resolve().parents[1] / "conf" / "grammar.yaml"  # this recipe's (or a fork's)
 
 _ART = "\x00"  # marks an article that depends on the word after it
 _NOUN_CLASSES = ("animals", "things", "places")

@@ -18,7 +18,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text, read_tsv, require_columns
+from espnet_speechlm_plugin.corpora.common import (
+    CorpusError, Plan, Source, Utt, fingerprint, normalize_text, read_tsv, require_columns,
+)
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES
 
 VERSION = 1
 LAYOUT = """
@@ -83,7 +86,7 @@ def read_split(locale_dir: Path, split: str, lang: str, train_from: str) -> tupl
     return utts, dropped
 
 
-def plans(path: str | None, langs=("en", "de", "it", "zh"), train_from: str = "validated", **_options) -> list[Plan]:
+def plans(path: str | None, langs=DEFAULT_LANGUAGES, train_from: str = "validated", **_options) -> list[Plan]:
     if train_from not in ("validated", "train"):
         raise CorpusError(f"--cv_train must be 'validated' or 'train', got {train_from!r}")
     src = source(path)

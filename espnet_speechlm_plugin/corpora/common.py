@@ -1,9 +1,10 @@
 """What every corpus reader shares: layout checks with errors that name the db.sh variable, the utterance record,
 audio durations, and writing one Kaldi data dir atomically.
 
-Where it sits: recipe stage 1 of egs2/iwslt25_if/s2t1. ``local/data.sh`` runs ``local/corpora/prepare.py``, which
-asks each reader module (librispeech.py, mls.py, ...) for its data dirs as :class:`Plan` s and hands each plan to
-:func:`prepare_dir`. A data dir ``data/<corpus>_<lang-or-pair>_<split>/`` holds one task and contains
+Where it sits: recipe stage 1 of egs2/iwslt25_if/s2t1. The recipe's ``local/data.sh`` runs
+``python -m espnet_speechlm_plugin.corpora.prepare``, which asks each reader module (librispeech.py, mls.py, ...)
+for its data dirs as :class:`Plan` s and hands each plan to :func:`prepare_dir`. A data dir
+``data/<corpus>_<lang-or-pair>_<split>/`` holds one task and contains
 
     wav.scp     utt /absolute/path/to/audio.{flac,mp3,wav,opus}   (any rate; stage 2 resamples to 16 kHz)
     text        utt target text (transcript, translation or answer)
@@ -36,9 +37,8 @@ import soundfile
 from tqdm import tqdm
 
 from espnet_speechlm_plugin.data.kaldi import replace_dir, write_atomic
-from espnet_speechlm_plugin.model.prompt import TASKS
+from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, PromptError, format_prompt, parse_prompt
 
-LANGS = ("en", "de", "it", "zh")
 DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "prompt", "utt2dur", "transcript")
 INFO_FILE = "prep_info.json"
 
@@ -181,10 +181,12 @@ def check_utts(name: str, utts: list[Utt]) -> None:
         if u.utt_id in seen:
             raise CorpusError(f"{where}: appears twice; the corpus lists this item more than once")
         seen.add(u.utt_id)
-        if u.task not in TASKS or u.lang not in LANGS:
-            raise CorpusError(f"{where}: task '{u.task}' / language '{u.lang}' not in {TASKS} / {LANGS}")
-        if (u.task == "answer") != bool(u.question):
-            raise CorpusError(f"{where}: a question is needed for task 'answer' and only there")
+        try:  # the recipe's languages, a known task, a question for 'answer' ...
+            parse_prompt(format_prompt(u.lang, u.task, u.question), DEFAULT_LANGUAGES, where)
+        except PromptError as err:
+            raise CorpusError(str(err)) from None
+        if u.question and u.task != "answer":  # ... and only there
+            raise CorpusError(f"{where}: a question is only used with task 'answer' (task '{u.task}')")
         for field_name in ("text", "question", "transcript"):
             value = getattr(u, field_name)
             if value is not None and value != normalize_text(value):
@@ -262,7 +264,7 @@ def write_data_dir(out_dir: Path, utts: list[Utt], fingerprint: dict, dropped: C
         "text": [f"{u.utt_id} {u.text}" for u in kept],
         "utt2spk": [f"{u.utt_id} {u.speaker}" for u in kept],
         "spk2utt": [" ".join([spk, *ids]) for spk, ids in sorted(spk2utt.items())],
-        "prompt": [" ".join(filter(None, (u.utt_id, u.lang, u.task, u.question))) for u in kept],
+        "prompt": [f"{u.utt_id} {format_prompt(u.lang, u.task, u.question)}" for u in kept],
         "utt2dur": [f"{u.utt_id} {u.duration:.3f}" for u in kept],
     }
     if all(u.transcript for u in kept):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
+from espnet_speechlm_plugin.corpora.common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
 
 VERSION = 1
 LAYOUT = """

@@ -4,8 +4,8 @@
     python local/make_mini_corpus.py --out data --wav_dir downloads/wav \\
         --n_train 2400 --n_dev 100 --n_test 200 --seed 1 --nj 2
 
-Sentences come from ``local/mini_grammar.py`` (lexicon in the recipe's ``conf/grammar.yaml``), audio from
-``local/espeak_synth.py``. Writes Kaldi data dirs ``<out>/{train,dev,test}/`` with
+Sentences come from ``local/mini_grammar.py`` next to this file (lexicon in the recipe's ``conf/grammar.yaml``),
+audio from ``espnet_speechlm_plugin.synth.espeak``. Writes Kaldi data dirs ``<out>/{train,dev,test}/`` with
 
     wav.scp     utt  /absolute/path.wav   (several utterances share one recording's wav)
     text        utt  target text
@@ -49,12 +49,13 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
+# the recipe's grammar, a sibling module: `python local/make_mini_corpus.py` puts this file's folder first on
+# sys.path (Python's rule for a script), so a forked recipe's copy of the grammar is the one used
+import mini_grammar
+from espnet_speechlm_plugin.synth import espeak as espeak_synth
+
 # no tqdm monitor thread: espeak_synth forks per utterance, and forking a threaded process is unsafe
 tqdm.monitor_interval = 0
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import espeak_synth  # noqa: E402
-import mini_grammar  # noqa: E402
 
 SPLITS = ("test", "dev", "train")  # sentence draw order: held-out sets first
 TASK_KINDS = ("transcribe", "translate", "answer", "transcribe_other")

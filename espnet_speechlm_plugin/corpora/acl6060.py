@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
+from espnet_speechlm_plugin.corpora.common import CorpusError, Plan, Source, Utt, fingerprint, normalize_text
 
 VERSION = 1
 LAYOUT = """

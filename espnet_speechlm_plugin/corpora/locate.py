@@ -1,6 +1,6 @@
 """Find each corpus under ``--corpora_root`` by the folder name its release unpacks to.
 
-Where it sits: stage 1 of egs2/iwslt25_if/s2t1. ``local/data.sh --corpora_root DIR`` passes DIR to
+Where it sits: stage 1 of egs2/iwslt25_if/s2t1. The recipe's ``local/data.sh --corpora_root DIR`` passes DIR to
 ``prepare.py``, which asks :func:`locate` for every db.sh variable that is not set. A variable set in db.sh (or
 exported) always wins, so one corpus elsewhere, or a choice between two releases, is one line in db.sh.
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from common import CorpusError
+from espnet_speechlm_plugin.corpora.common import CorpusError
 
 CV_COVOST2_RELEASE = "cv-corpus-4-2019-12-10"
 
