@@ -134,7 +134,7 @@ def french_fork(tmp_path_factory):
     for command in guide_edits():
         subprocess.run(command, shell=True, cwd=recipe, check=True)
     data_args = guide_data_args()
-    log = run_recipe(recipe, "--stage", "1", "--stop_stage", "6", "--data_args", data_args, *TINY)
+    log = run_recipe(recipe, "--stage", "1", "--stop_stage", "6", "--local_data_opts", data_args, *TINY)
     return recipe, spec, log
 
 
