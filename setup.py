@@ -25,6 +25,7 @@ install_requires = [
     "unbabel-comet>=2.2.4,<3",
     "matplotlib<3.9",  # ESPnet's loss plots; newer matplotlib pulls numpy 2
     "espeakng-loader>=0.2.4,<0.3",  # libespeak-ng + data for the synthesised demo corpus
+    "lingua-language-detector>=2.1,<3",  # language identification in scoring and pseudo-labelling (offline)
 ]
 
 setup(

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "espnet_speechlm_plugin"
 # bottom (0) to top; a module may import its own sub-package and anything in a lower layer
 LAYERS = {
-    "vocab": 0, "synth": 0,  # the prompt vocabulary; speech synthesis for made-up corpora
+    "vocab": 0, "synth": 0, "langid": 0,  # the prompt vocabulary; speech synthesis for made-up corpora; language ID
     "features": 1,  # audio reading, fbank
     "data": 2,  # Kaldi files, validation, mixing, shards
     "model": 3, "scoring": 3, "corpora": 3,  # peers: scoring and the corpus readers never import the network

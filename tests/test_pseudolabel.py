@@ -270,7 +270,7 @@ def test_bad_inputs_skipped_and_counted(env, clean):
     kept_utts = {u.rsplit("-", 1)[0] for u in read_kaldi(clean.all / "text")}
     assert kept_utts == {u for u, _ in GOOD}  # threshold 0: every good segment, no bad one
     md = (clean.out / "report.md").read_text()
-    assert "| not English (script / function-word check) | 2 | `spk2-a`, `spk2-b` |" in md
+    assert "| not English (script check / language identification) | 2 | `spk2-a`, `spk2-b` |" in md
 
 
 def test_check_source_rules():

@@ -23,10 +23,12 @@ from typing import List, Optional
 from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_text, write_atomic
 from espnet_speechlm_plugin.scoring import diagnostic
 from espnet_speechlm_plugin.scoring.diagnostic import DiagnosticError, Utterance
+from espnet_speechlm_plugin.scoring.metrics import unanswerable_strings
 from espnet_speechlm_plugin.vocab import parse_prompt
 
 
-def load_utterances(data_dir: Path, n: int, seed: int, source_lang: Optional[str]) -> List[Utterance]:
+def load_utterances(data_dir: Path, n: int, seed: int, source_lang: Optional[str],
+                    languages: Optional[List[str]] = None) -> List[Utterance]:
     """The diagnostic's subset of `data_dir`, with each utterance's source language and transcript."""
     prompts = read_kaldi_text(data_dir / "prompt")
     if not prompts:
@@ -39,8 +41,8 @@ def load_utterances(data_dir: Path, n: int, seed: int, source_lang: Optional[str
         # A transcription's reference is what the audio says, when there is no transcript file.
         is_transcription = parse_prompt(prompt, None, f"{data_dir / 'prompt'}: utterance '{utt}'").task == "transcribe"
         transcript = transcripts.get(utt) or (refs.get(utt) if is_transcription else None)
-        utts.append(Utterance(utt, diagnostic.source_language(utt, prompt, transcript, source_lang), transcript,
-                              prompt))
+        utts.append(Utterance(utt, diagnostic.source_language(utt, prompt, transcript, source_lang, languages),
+                              transcript, prompt))
     return utts
 
 
@@ -52,15 +54,17 @@ def run_diagnostic(decoder, data_dir: Path, out_dir: Path, *, n: int, seed: int 
     from espnet_speechlm_plugin.scoring.report import render_diagnostic
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    utts = load_utterances(data_dir, n, seed, source_lang)
-    runs = diagnostic.plan_runs(utts, list(decoder.train_args.languages))
+    languages = list(decoder.train_args.languages)
+    utts = load_utterances(data_dir, n, seed, source_lang, languages)
+    runs = diagnostic.plan_runs(utts, languages)
     audio = {r.key: r for r in data_dir_requests(data_dir)}
     # every (prompt, utterance) pair in one decoding pass: batches mix prompts, each item decodes as it would alone
     requests = [Request(f"{i} {utt}", prompt, audio[utt].pieces, audio[utt].frames)
                 for i, run in enumerate(runs) for utt, prompt in run.prompts.items()]
     hyps = decoder.decode(requests, progress=True, desc=f"diagnose {data_dir.name}")
     outputs = [{utt: hyps[f"{i} {utt}"] for utt in run.prompts} for i, run in enumerate(runs)]
-    records = diagnostic.label_outputs(utts, runs, outputs)
+    records = diagnostic.label_outputs(utts, runs, outputs, languages,
+                                       list(unanswerable_strings(data_dir).values()))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / diagnostic.DIAGNOSTIC_FILE
     diagnostic.write_diagnostic(path, records, n_utts=len(utts), model=model_name, data_dir=str(data_dir))

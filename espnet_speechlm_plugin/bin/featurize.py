@@ -12,7 +12,7 @@ Reads ``<data_dir>/wav.scp`` (stage 1's output) and writes to ``<out_dir>``:
   feats.scp                                                ``utt <out_dir>/feats.ark:<offset>``, sorted by utt
   utt2num_frames, speech_shape                             ``utt T`` and ``utt T,160`` (ESPnet shape file)
   text, utt2spk, prompt, transcript, text.sentences,       copied from data_dir when present (without dropped utts)
-  transcript.sentences, mcif_id, mcif_ref                  (what stage 6 scores with)
+  transcript.sentences, mcif_id, mcif_ref, unanswerable    (what stage 6 scores with)
   dropped                                                  ``utt reason`` of utterances left out (often empty)
   featurize.json                                           the filter options, so a rerun knows what "complete" is
 What is fixed and what is dropped, each counted in the summary line:
@@ -74,7 +74,7 @@ from espnet_speechlm_plugin.features.fbank import (
 )
 
 COPIED_FILES = ("text", "utt2spk", "prompt", "transcript", "text.sentences", "transcript.sentences", "mcif_id",
-                "mcif_ref")
+                "mcif_ref", "unanswerable")
 # Utterances per compute_fbank_batch call; bounded by samples too so long recordings do not pile up in memory.
 BATCH_UTTERANCES = 16
 BATCH_SAMPLES = 16000 * 300

@@ -52,13 +52,15 @@ class Utterance:
     prompt: str  # the test set's own prompt "lang task [question]"
 
 
-def source_language(utt: str, prompt: str, transcript: Optional[str], fallback: Optional[str]) -> str:
-    """S of the module docstring, or `DiagnosticError` naming the utterance."""
+def source_language(utt: str, prompt: str, transcript: Optional[str], fallback: Optional[str],
+                    languages: Optional[list[str]] = None) -> str:
+    """S of the module docstring (identified among `languages`, default the built-in ones), or `DiagnosticError`
+    naming the utterance."""
     asked = parse_prompt(prompt, None, f"utterance '{utt}'")
     if asked.task == "transcribe":
         return asked.lang
     if transcript:
-        found = confusion.identify_language(transcript)
+        found = confusion.identify_language(transcript, languages)
         if found:
             return found
     if fallback:
@@ -99,8 +101,10 @@ def asked_of(prompt: str) -> tuple[str, str, str]:
     return asked.task, asked.lang, asked.question
 
 
-def label_output(u: Utterance, prompt: str, output: str) -> str:
-    """What one diagnostic output performed (`confusion.classify_output`)."""
+def label_output(u: Utterance, prompt: str, output: str, languages: Optional[list[str]] = None,
+                 unanswerable: Optional[list[str]] = None) -> str:
+    """What one diagnostic output performed (`confusion.classify_output` among the model's `languages`, with the
+    test set's `unanswerable` strings)."""
     task, lang, question = asked_of(prompt)
     return confusion.classify_output(
         output,
@@ -108,10 +112,13 @@ def label_output(u: Utterance, prompt: str, output: str) -> str:
         transcript_lang=u.source_lang,
         question=question if task == "answer" and question else None,
         question_lang=lang if task == "answer" else None,
+        languages=languages,
+        unanswerable=unanswerable,
     )
 
 
-def label_outputs(utts: list[Utterance], runs: list[Run], outputs: list[dict[str, str]]) -> list[dict]:
+def label_outputs(utts: list[Utterance], runs: list[Run], outputs: list[dict[str, str]],
+                  languages: Optional[list[str]] = None, unanswerable: Optional[list[str]] = None) -> list[dict]:
     """One record per (utterance, prompt): utt, prompt, asked (task:lang), performed, output."""
     by_utt = {u.utt: u for u in utts}
     records = []
@@ -120,7 +127,8 @@ def label_outputs(utts: list[Utterance], runs: list[Run], outputs: list[dict[str
             task, lang, _ = asked_of(prompt)
             output = hyps.get(utt, "")
             records.append({"utt": utt, "prompt": prompt, "asked": confusion.asked_label(task, lang),
-                            "performed": label_output(by_utt[utt], prompt, output), "output": output})
+                            "performed": label_output(by_utt[utt], prompt, output, languages, unanswerable),
+                            "output": output})
     return records
 
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Iterable, Optional
 
 import jiwer
 from sacrebleu.metrics import BLEU, CHRF
 
+from espnet_speechlm_plugin.data.kaldi import KaldiFileError, read_kaldi_lines
 from espnet_speechlm_plugin.scoring import normalizer
 from espnet_speechlm_plugin.vocab import UNANSWERABLE
 
@@ -46,6 +48,9 @@ class Group:
     # `transcript.sentences` of the data dir); COMET re-segments such a hypothesis to these sentences.
     ref_sentences: list[Optional[list[str]]] = field(default_factory=list)
     src_sentences: list[Optional[list[str]]] = field(default_factory=list)
+    # The unanswerable strings of the test set (`unanswerable_strings`); a reference equal to one of them is
+    # scored by unanswerable_acc.
+    unanswerable: list[str] = field(default_factory=lambda: list(UNANSWERABLE.values()))
 
     @property
     def n(self) -> int:
@@ -139,10 +144,29 @@ def normalize_answer(text: str) -> str:
     return text[start:end]
 
 
-def is_unanswerable(text: str) -> bool:
-    """True if `text` is one of the `vocab.UNANSWERABLE` strings (any language, including those a recipe added with
-    `vocab.add_unanswerable`), up to `normalize_answer`."""
-    return normalize_answer(text) in {normalize_answer(s) for s in UNANSWERABLE.values()}
+UNANSWERABLE_FILE = "unanswerable"  # in a data dir: `lang string` lines, e.g. `fr Pas de réponse possible.`
+
+
+def unanswerable_strings(data_dir: Optional[Path] = None) -> dict[str, str]:
+    """The unanswerable answer per language: `vocab.UNANSWERABLE`, updated with the data dir's `unanswerable` file
+    when it has one. Data preparation writes that file from the recipe's own language definitions (the demo: each
+    language's `unanswerable:` in conf/grammar.yaml), so a language a recipe adds is scored like the built-in
+    ones."""
+    strings = dict(UNANSWERABLE)
+    path = Path(data_dir) / UNANSWERABLE_FILE if data_dir is not None else None
+    if path is not None and path.is_file():
+        for lineno, lang, text in read_kaldi_lines(path):
+            if not text.strip():
+                raise KaldiFileError(f"{path} line {lineno}: language '{lang}' has no unanswerable string")
+            strings[lang] = text
+    return strings
+
+
+def is_unanswerable(text: str, strings: Optional[Iterable[str]] = None) -> bool:
+    """True if `text` is one of the unanswerable `strings` (default: `vocab.UNANSWERABLE`, any language, including
+    those a recipe added with `vocab.add_unanswerable`), up to `normalize_answer`."""
+    strings = UNANSWERABLE.values() if strings is None else strings
+    return normalize_answer(text) in {normalize_answer(s) for s in strings}
 
 
 def exact_match(refs: list[str], hyps: list[str]) -> Optional[float]:
@@ -152,9 +176,12 @@ def exact_match(refs: list[str], hyps: list[str]) -> Optional[float]:
     return sum(normalize_answer(r) == normalize_answer(h) for r, h in zip(refs, hyps)) / len(refs)
 
 
-def unanswerable_accuracy(refs: list[str], hyps: list[str]) -> tuple[Optional[float], int]:
-    """Exact match restricted to the references that are unanswerable strings; (value, how many such refs)."""
-    pairs = [(r, h) for r, h in zip(refs, hyps) if is_unanswerable(r)]
+def unanswerable_accuracy(
+    refs: list[str], hyps: list[str], strings: Optional[Iterable[str]] = None
+) -> tuple[Optional[float], int]:
+    """Exact match restricted to the references that are unanswerable `strings` (default: the built-in ones);
+    (value, how many such refs)."""
+    pairs = [(r, h) for r, h in zip(refs, hyps) if is_unanswerable(r, strings)]
     if not pairs:
         return None, 0
     return exact_match([r for r, _ in pairs], [h for _, h in pairs]), len(pairs)
@@ -183,9 +210,9 @@ _ANSWER_NORM_INFO = "compared after NFKC, case folding, leading/trailing punctua
 
 def sqa_metrics(group: Group) -> list[MetricResult]:
     results = [MetricResult("exact_match", exact_match(group.refs, group.hyps), group.n, _ANSWER_NORM_INFO)]
-    value, n_unans = unanswerable_accuracy(group.refs, group.hyps)
+    value, n_unans = unanswerable_accuracy(group.refs, group.hyps, group.unanswerable)
     if n_unans:
-        info = "on references that are the UNANSWERABLE strings; " + _ANSWER_NORM_INFO
+        info = "on references that are the unanswerable strings; " + _ANSWER_NORM_INFO
         results.append(MetricResult("unanswerable_acc", value, n_unans, info))
     return results
 

@@ -24,6 +24,7 @@ evaluation add "evaluation": "mcif" and "track"; their task is the MCIF task and
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from collections import Counter
@@ -35,9 +36,12 @@ from espnet_speechlm_plugin.data.kaldi import read_kaldi_lines, read_kaldi_text,
 from espnet_speechlm_plugin.scoring import confusion, diagnostic, mcif, official
 from espnet_speechlm_plugin.scoring.bertscore import BertScoreOptions, make_bertscore_metric
 from espnet_speechlm_plugin.scoring.comet import CometOptions, make_comet_metric
-from espnet_speechlm_plugin.scoring.metrics import TASK_METRICS, Group, MetricFn, MetricResult, compute_metrics
+from espnet_speechlm_plugin.scoring.metrics import (
+    TASK_METRICS, Group, MetricFn, MetricResult, compute_metrics, unanswerable_strings,
+)
 from espnet_speechlm_plugin.scoring.repetition import repetition_metric
 from espnet_speechlm_plugin.vocab import DEFAULT_LANGUAGES, TASKS, Prompt, PromptError, parse_prompt
+from espnet_speechlm_plugin.vocab import config_languages as vocab_config_languages
 
 # Column order of the RESULTS.md tables; metrics added later without a place here go to the end.
 METRIC_ORDER = (
@@ -69,6 +73,9 @@ class ScoringOptions:
     mcif_track: Optional[str] = "short"
     hyp_xml: list[Path] = field(default_factory=list)
     hyp_track: Optional[str] = None
+    # Candidates of language identification besides each test set's prompt languages: the training config's
+    # `languages:` (`run_scoring` reads them from its `config`).
+    languages: list[str] = field(default_factory=list)
 
 
 def build_registry(options: ScoringOptions) -> dict[str, list[MetricFn]]:
@@ -182,11 +189,12 @@ def load_groups(
     missing = [utt for utt in refs if utt not in hyps]
     ref_sentences = read_sentences(data / "text.sentences", refs)
     src_sentences = read_sentences(data / "transcript.sentences", refs)
+    unanswerable = list(unanswerable_strings(data).values())
 
     groups: dict[tuple[str, str], Group] = {}
     for utt, ref in refs.items():
         p = prompts[utt]
-        g = groups.setdefault((p.task, p.lang), Group(test_set, p.task, p.lang, [], [], []))
+        g = groups.setdefault((p.task, p.lang), Group(test_set, p.task, p.lang, [], [], [], unanswerable=unanswerable))
         g.utts.append(utt)
         g.refs.append(ref)
         g.hyps.append(hyps.get(utt, ""))
@@ -202,8 +210,9 @@ def load_groups(
     return sorted(groups.values(), key=order), missing, bool(transcripts)
 
 
-def classify_group(group: Group) -> list[str]:
-    """The performed-task label of every output of a group (see `confusion.classify_output`)."""
+def classify_group(group: Group, languages: Optional[list[str]] = None) -> list[str]:
+    """The performed-task label of every output of a group (see `confusion.classify_output`); `languages`: the
+    languages in play (default: the built-in ones and the group's)."""
     labels = []
     for hyp, transcript, question in zip(group.hyps, group.transcripts, group.questions):
         labels.append(
@@ -213,6 +222,8 @@ def classify_group(group: Group) -> list[str]:
                 transcript_lang=group.lang if group.task == "transcribe" else None,
                 question=question if group.task == "answer" and question else None,
                 question_lang=group.lang if group.task == "answer" else None,
+                languages=languages,
+                unanswerable=group.unanswerable,
             )
         )
     return labels
@@ -227,12 +238,13 @@ def score_test_set(
     score = TestSetScore(test_set, sum(g.n for g in groups), missing=missing, has_transcript=has_transcript)
     score.hyp_source = (", ".join(str(p) for p in options.hyp_xml) if options.hyp_xml
                         else str(Path(decode_dir) / test_set / "text"))
+    languages = sorted({g.lang for g in groups} | set(options.languages))  # language identification's candidates
     for g in groups:
         score.hyps.update(zip(g.utts, g.hyps))
         score.langs.update((u, g.lang) for u in g.utts)
         for r in compute_metrics(g, registry):
             score.results.append((g.task, g.lang, r))
-        labels = classify_group(g)
+        labels = classify_group(g, languages)
         rate = confusion.task_confusion_rate(g.task, g.lang, labels)
         score.results.append((g.task, g.lang, MetricResult("task_confusion", rate, g.n, "classify_output")))
         score.confusion_pairs.extend((confusion.asked_label(g.task, g.lang), lab) for lab in labels)
@@ -324,7 +336,7 @@ def render_test_set(s: TestSetScore) -> list[str]:
     notes.append(
         "- task_confusion: fraction of outputs that performed another task (or output language) than asked, "
         "labelled by espnet_speechlm_plugin.scoring.confusion.classify_output (similarity >= "
-        f"{confusion.SIMILARITY_THRESHOLD} to transcript/question, stop-word/script language id); "
+        f"{confusion.SIMILARITY_THRESHOLD} to transcript/question, language identified by Lingua); "
         "empty or unidentifiable outputs ('other') are not counted"
     )
     if not s.has_transcript:
@@ -461,6 +473,11 @@ def read_corpus_stats(ref_dir: Path) -> Optional[dict]:
     return stats
 
 
+def config_languages(config: Path) -> list[str]:
+    """The output languages of a training config (`vocab.config_languages`); [] if there is no such file."""
+    return [str(lang) for lang in vocab_config_languages(str(config))] if config.is_file() else []
+
+
 def run_scoring(
     decode_dir: Path,
     ref_dir: Path,
@@ -476,6 +493,8 @@ def run_scoring(
     is None) the MCIF output file `out_dir/mcif/<test_set>.xml`, scored officially when the test set has
     `mcif_ref`; return the markdown."""
     options = ScoringOptions() if options is None else options
+    if config and not options.languages:
+        options = dataclasses.replace(options, languages=config_languages(Path(config)))
     if not test_sets:
         raise ScoringError("no test set given (--test_sets \"test dev\")")
     if options.hyp_xml and len(test_sets) != 1:

@@ -13,6 +13,8 @@ audio from ``espnet_speechlm_plugin.synth.espeak``. Writes Kaldi data dirs ``<ou
     spk2utt     speaker  utt ...
     prompt      utt  lang task [question]  (lang = language of the OUTPUT; task transcribe|translate|answer)
     transcript  utt  what the audio says   (for scoring's task-confusion check)
+    unanswerable  lang  the answer to an unanswerable question, per language of the grammar (for scoring's
+                unanswerable accuracy: a language added to the grammar is scored like the built-in ones)
 
 and ``<out>/corpus_stats.json`` (vocabulary, sentence lengths, voices, utterances per split/task/lang, hours)
 for RESULTS.md. ``--n_*`` count utterances (data-dir lines), split over tasks by the ``--frac_*`` flags:
@@ -61,6 +63,7 @@ TASK_KINDS = ("transcribe", "translate", "answer", "transcribe_other")
 # task also exercises recognition; transcribe_other gives the decoder target-language text from speech.
 DEFAULT_MIX = {"transcribe": 0.25, "translate": 0.4, "answer": 0.25, "transcribe_other": 0.1}
 DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "prompt", "transcript")
+UNANSWERABLE_FILE = "unanswerable"  # read by espnet_speechlm_plugin.scoring.metrics.unanswerable_strings
 WAV_MANIFEST = ".mini_corpus.json"
 PLAN_VERSION = 1  # bump when the plan or the synthesis changes meaning, to invalidate old corpora
 
@@ -328,11 +331,13 @@ def corpus_stats(grammar, plan, samples, args_record) -> dict:
     return stats
 
 
-def _write_split(dirpath: Path, utts):
+def _write_split(dirpath: Path, utts, grammar):
     dirpath.mkdir(parents=True)
     for name, lines in data_lines(utts).items():
         with open(dirpath / name, "w", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
+    with open(dirpath / UNANSWERABLE_FILE, "w", encoding="utf-8") as f:
+        f.write("".join(f"{lang} {grammar.unanswerable(lang)}\n" for lang in grammar.languages))
 
 
 def _complete(out: Path, fingerprint: str, plan, wav_dir: Path) -> bool:
@@ -341,7 +346,7 @@ def _complete(out: Path, fingerprint: str, plan, wav_dir: Path) -> bool:
         return False
     if json.loads(stats_file.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
         return False
-    return all((out / split / name).exists() for split in SPLITS for name in DATA_FILES)
+    return all((out / split / name).exists() for split in SPLITS for name in DATA_FILES + (UNANSWERABLE_FILE,))
 
 
 def build_corpus(out, wav_dir, grammar_path=None, sizes=None, mix=None, unanswerable=0.25, seed=1, nj=1,
@@ -366,7 +371,7 @@ def build_corpus(out, wav_dir, grammar_path=None, sizes=None, mix=None, unanswer
     tmp = out / ".mini_corpus.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     for split, utts in plan.items():
-        _write_split(tmp / split, utts)
+        _write_split(tmp / split, utts, grammar)
     (tmp / "corpus_stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     for split in SPLITS:  # corpus_stats.json goes last: it marks the corpus complete
         old = out / f".{split}.old"

@@ -101,6 +101,7 @@ class Grammar:
         self.source = spec["source"]
         self.gen = spec["generator"]
         self._lang = spec["languages"]
+        spec = self._merge_lexicons(spec, path)
         if self.source not in self._lang:
             raise ValueError(f"{path}: source language {self.source!r} is not under `languages`")
         # source first, then the others in file order
@@ -147,6 +148,23 @@ class Grammar:
                       for k, v in spec["times"].items()}
 
     # ---- loading helpers -------------------------------------------------------------------
+    @staticmethod
+    def _merge_lexicons(spec, path):
+        """A language block's own `lexicon:` ({section: {entry: form}}) put into the entries, as if each form were
+        written in its entry: a language is then one block of the file."""
+        spec = dict(spec)
+        for lang, conf in spec["languages"].items():
+            for section, forms in (conf.get("lexicon") or {}).items():
+                if section not in spec or not isinstance(spec[section], dict):
+                    raise ValueError(f"{path}: languages.{lang}.lexicon.{section} is not a lexicon section")
+                spec[section] = dict(spec[section])
+                for key, form in forms.items():
+                    if key not in spec[section]:
+                        raise ValueError(f"{path}: languages.{lang}.lexicon.{section}.{key} is not an entry of "
+                                         f"`{section}`")
+                    spec[section][key] = {**spec[section][key], lang: form}
+        return spec
+
     def _entry(self, where, entry, lang):
         if lang not in entry:
             raise ValueError(f"{self.path}: {where} has no {lang!r} form; "
@@ -198,7 +216,7 @@ class Grammar:
 
         ``definite`` puts the article on plurals too ("the cats" in questions); sentences count them.
         """
-        return _finish(self._np(np, lang, role, definite))
+        return self._done(self._np(np, lang, role, definite), lang)
 
     def _np(self, np, lang, role, definite=False):
         # unfinished: elided articles still stand apart, so contractions can see them
@@ -213,7 +231,9 @@ class Grammar:
             det_text = _ART
         else:
             det_text = conf["count_det"].format(num=self.number_word(lang, np.count, feats), cl=noun["cl"])
-        text = conf["np"].format(det=det_text, adj=adj, noun=noun_form)
+        # the adjective's key is a feature of the template: adjectives that go before the noun ("le grand chat")
+        template = pick(conf["np"], feats | ({np.adj} if np.adj else set()), f"languages.{lang}.np")
+        text = template.format(det=det_text, adj=adj, noun=noun_form)
         if _ART in text:
             after = text.split(_ART, 1)[1].split()
             article = pick(conf["article"], feats, f"languages.{lang}.article")
@@ -223,9 +243,17 @@ class Grammar:
             text = text.replace(_ART, article + " ")
         return _squash(text)
 
+    def _done(self, text, lang):
+        """The finished text: elided articles attached, then the language's `rewrites` ([regex, replacement],
+        in order; e.g. French elision "de oiseaux" -> "d'oiseaux")."""
+        text = _finish(text)
+        for pattern, replacement in self._lang[lang].get("rewrites") or []:
+            text = re.sub(pattern, replacement, text)
+        return text
+
     def pp_text(self, place: tuple[str, str], lang: str) -> str:
         """The place phrase, e.g. ("in", "garden") -> "im Garten"."""
-        return _finish(self._pp(place, lang))
+        return self._done(self._pp(place, lang), lang)
 
     def _pp(self, place, lang):
         prep, noun = place
@@ -246,7 +274,7 @@ class Grammar:
             place=self._pp(s.place, lang) if s.place else "",
             time=self.times[s.time][lang] if s.time else "",
         )
-        return _finish(self._lang[lang]["sentence"].format(**parts))
+        return self._done(self._lang[lang]["sentence"].format(**parts), lang)
 
     def unanswerable(self, lang: str) -> str:
         return self._lang[lang]["unanswerable"]
@@ -307,7 +335,7 @@ class Grammar:
         )
         template = pick(conf["questions"][qtype], self._feats(lang, target.noun, number, "question", "def"),
                         f"languages.{lang}.questions.{qtype}")
-        return _finish(template.format(**ctx))
+        return self._done(template.format(**ctx), lang)
 
     def answer_text(self, qtype: str, target: NP, s: Sentence, lang: str) -> str:
         number = "sg" if target.count == 1 else "pl"
@@ -370,7 +398,7 @@ class Grammar:
             texts += [self.verb_text(verb, NP("cat", n), lang) for n in (1, 2)]
         texts += [self._pp((p, place), lang) for place, preps in self.place_preps.items() for p in preps]
         texts += [t[lang] for t in self.times.values()]
-        return {tok for text in texts for tok in self.tokens(_finish(text), lang)}
+        return {tok for text in texts for tok in self.tokens(self._done(text, lang), lang)}
 
 
 def load_grammar(path: str | Path | None = None) -> Grammar:
