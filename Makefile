@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install test test-slow lock demo clean
+.PHONY: install test test-slow test-official lock demo clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ lock: install
 
 test: install
 	$(PY) -m pytest tests
+
+# make test-official — our scoring against the official MCIF evaluation code (mcif-bench 1.0 and the versions it
+# pins), installed from PyPI into .official/ beside our environment, never into it (docs/scoring.md)
+OFFICIAL := .official
+test-official: install
+	$(PY) -m pip install -q --no-deps --target $(OFFICIAL) mcif-bench==1.0 jiwer==3.0.5 whisper-normalizer==0.0.10 \
+		mweralign==1.4.1
+	MCIF_ORACLE_DIR=$(OFFICIAL) $(PY) -m pytest tests/test_scoring_oracle.py
 
 # make test-slow — the slow tests (real-size architectures on CPU, long runs); not part of make test or CI
 test-slow: install
