@@ -23,7 +23,7 @@ def _conv_out_lengths(lengths: torch.Tensor, kernel_size: int, stride: int, padd
 
 
 class ConvCompressor(nn.Module):
-    """The seed's temporal compression: ``num_layers`` × Conv1d(k=3, s=2) on the fbank features, before the encoder.
+    """Temporal compression before the encoder (the paper's preset): ``num_layers`` × Conv1d(k=3, s=2) on the fbank features, before the encoder.
 
     Keeps the feature dimension (the encoder's feature projection expects 160), so 3 layers shorten 50 Hz to
     6.25 Hz before the encoder sees anything.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # iwslt25_if: the IWSLT 2025 instruction-following system of Instituto de Telecomunicações (arXiv 2506.17019):
-# w2v-BERT 2.0 → 3×Conv1d compression → Conformer length adapter → projector → Qwen2.5-0.5B/1.5B or Phi-4-mini,
+# w2v-BERT 2.0 → length adapter (w2v-BERT's own, 4x; --model <name>_paper: the paper's 3×Conv1d + Conformer, 8x)
+# → projector → Qwen2.5-0.5B/1.5B or Phi-4-mini,
 # stage-1 alignment on ASR, stage-2 instruction SFT on ASR + ST + spoken QA (each stage validating on its own
 # tasks), decoding and scoring where the paper's tasks are reported: ACL 60/60 dev (the IWSLT 2025 dev set; ASR,
 # en→de, en→zh), LibriSpeech test-clean and test-other (ASR), CoVoST 2 test (en→de, en→zh), FLEURS test (en→it) and
@@ -32,32 +33,7 @@ rehearsal=false       # true: stages 1-7 with real-size random-weight models on 
 # ---- end of options ----
 
 . utils/options.sh
-own=" $(option_names "$0" | tr '\n' ' ') "
-rest=()
-help=false
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --help|-h) help=true; shift ;;
-        --*)
-            if [[ "${own}" == *" ${1#--} "* ]]; then
-                [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-                printf -v "${1#--}" '%s' "$2"; shift 2
-            else
-                rest+=("$1"); shift
-            fi ;;
-        *) rest+=("$1"); shift ;;
-    esac
-done
-help_opt=()
-if [ "${help}" = true ]; then
-    help_opt=(--help)  # speechlm.sh prints its options after this script has set them
-    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
-    echo
-    echo "Options of this script (shown with their values now):"
-    print_options "$0"
-    echo
-    echo "---- speechlm.sh, as this script calls it ----"
-fi
+parse_recipe_options "$0" "$@"  # sets the options above; the rest go to speechlm.sh
 if [ "${rehearsal}" = true ] && [ "${help}" = false ]; then  # options: local/rehearsal.py --help
     exec local/rehearsal.sh ${corpora_root:+--corpora_root "${corpora_root}"} "${rest[@]}"
 fi

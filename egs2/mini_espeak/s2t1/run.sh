@@ -28,32 +28,7 @@ stage2_args=""        # extra training options of stage 4, after the variant's o
 # ---- end of options ----
 
 . utils/options.sh
-own=" $(option_names "$0" | tr '\n' ' ') "
-rest=()
-help=false
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --help|-h) help=true; shift ;;
-        --*)
-            if [[ "${own}" == *" ${1#--} "* ]]; then
-                [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-                printf -v "${1#--}" '%s' "$2"; shift 2
-            else
-                rest+=("$1"); shift
-            fi ;;
-        *) rest+=("$1"); shift ;;
-    esac
-done
-help_opt=()
-if [ "${help}" = true ]; then
-    help_opt=(--help)  # speechlm.sh prints its options after this script has set them
-    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
-    echo
-    echo "Options of this script (shown with their values now):"
-    print_options "$0"
-    echo
-    echo "---- speechlm.sh, as this script calls it ----"
-fi
+parse_recipe_options "$0" "$@"  # sets the options above; the rest go to speechlm.sh
 
 init_dir=exp/init
 model_suffix=""

@@ -65,3 +65,35 @@ print_options() {
         esac
     done < <(option_block "$1")
 }
+
+# parse_recipe_options FILE ARGS...: a recipe run.sh's own options (those of FILE's block) set their variables;
+# every other argument is kept, in order, in the array `rest` (for speechlm.sh); `--help` sets help=true and
+# prints FILE's header and options (speechlm.sh's follow, as the recipe calls it: pass "${help_opt[@]}" on)
+parse_recipe_options() {
+    local file="$1" own
+    shift
+    own=" $(option_names "${file}" | tr '\n' ' ') "
+    rest=() help=false help_opt=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --help|-h) help=true; shift ;;
+            --*)
+                if [[ "${own}" == *" ${1#--} "* ]]; then
+                    [ $# -ge 2 ] || { echo "${file}: option $1 needs a value" >&2; exit 1; }
+                    printf -v "${1#--}" '%s' "$2"; shift 2
+                else
+                    rest+=("$1"); shift
+                fi ;;
+            *) rest+=("$1"); shift ;;
+        esac
+    done
+    if [ "${help}" = true ]; then
+        help_opt=(--help)  # speechlm.sh prints its options after the recipe has set them
+        sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${file}"
+        echo
+        echo "Options of this script (shown with their values now):"
+        print_options "${file}"
+        echo
+        echo "---- speechlm.sh, as this script calls it ----"
+    fi
+}
