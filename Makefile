@@ -37,7 +37,7 @@ OFFICIAL := .official
 test-official: install
 	$(PY) -m pip install -q --no-deps --target $(OFFICIAL) mcif-bench==1.0 jiwer==3.0.5 whisper-normalizer==0.0.10 \
 		mweralign==1.4.1
-	MCIF_ORACLE_DIR=$(OFFICIAL) $(PY) -m pytest tests/test_scoring_oracle.py
+	MCIF_ORACLE_DIR=$(CURDIR)/$(OFFICIAL) $(PY) -m pytest tests/test_scoring_oracle.py
 
 # make test-slow — the slow tests (real-size architectures on CPU, long runs); not part of make test or CI
 test-slow: install

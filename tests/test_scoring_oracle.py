@@ -1,7 +1,7 @@
 """Our MCIF scoring against the official evaluation's own code (mcif-bench 1.0 from PyPI, with its pins jiwer 3.0.5
 and whisper-normalizer 0.0.10), run in a separate process by tests/mcif_oracle.py.
 
-Skipped unless MCIF_ORACLE_DIR names a folder made with (network needed once; CI runs offline):
+Skipped unless MCIF_ORACLE_DIR names a folder made with (PyPI needed once; CI runs this through `make test-official`):
 
     pip install --no-deps --target DIR mcif-bench==1.0 jiwer==3.0.5 whisper-normalizer==0.0.10 mweralign==1.4.1
     MCIF_ORACLE_DIR=DIR pytest tests/test_scoring_oracle.py
@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import mcif_fixtures as fx  # noqa: E402
 
-ORACLE_DIR = os.environ.get("MCIF_ORACLE_DIR", "")
+ORACLE_DIR = os.path.abspath(os.environ["MCIF_ORACLE_DIR"]) if os.environ.get("MCIF_ORACLE_DIR") else ""
 CASES = Path(__file__).parent / "data" / "mwer_segmenter_cases.json"
 _NEEDED = ("mcif/evaluation.py", "jiwer", "whisper_normalizer", "mweralign")
 pytestmark = pytest.mark.skipif(
