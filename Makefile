@@ -55,7 +55,7 @@ clean:
 bench: install
 	OMP_NUM_THREADS=1 $(PY) bench/run.py
 
-# make rehearsal — stages 1-7 of egs2/iwslt25_if/s2t1 with real-size random-weight models on CPU (~45 min, ~20 GB RAM,
+# make rehearsal — stages 1-7 of egs2/iwslt25_if/s2t1 with real-size random-weight models on CPU (~50 min, ~21 GB RAM,
 # ~50 GB disk at its peak); report in egs2/iwslt25_if/s2t1/exp/rehearsal/report.md (docs/rehearsal.md).
 # REHEARSAL_ARGS passes options, e.g. REHEARSAL_ARGS="--corpora_root /data/corpora --cleanup true"
 .PHONY: rehearsal
