@@ -16,6 +16,7 @@ from conftest import TINY_TEXTS
 from tiny_comet import build_tiny_comet, train_sentencepiece
 
 from espnet_speechlm_plugin.bin import pseudolabel as cli
+from espnet_speechlm_plugin.bin.make_standins import build_tiny_m2m100
 from espnet_speechlm_plugin.data.validate import validate_data_dir
 from espnet_speechlm_plugin.pseudolabel import mt as mt_mod
 from espnet_speechlm_plugin.pseudolabel import qe as qe_mod
@@ -79,27 +80,6 @@ def build_marian(out: Path, seed: int) -> Path:
     return out
 
 
-def build_m2m100(out: Path, seed: int) -> Path:
-    """A tiny M2M100 with its tokenizer; the __xx__ language tokens are special tokens, as in facebook/m2m100_1.2B."""
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
-
-    out.mkdir(parents=True)
-    vocab = _spm_vocab(out, "sentencepiece.bpe.model", ["<s>", "<pad>", "</s>", "<unk>"])
-    (out / "vocab.json").write_text(json.dumps(vocab))
-    files = str(out / "vocab.json"), str(out / "sentencepiece.bpe.model")
-    tok = M2M100Tokenizer(*files)
-    tok = M2M100Tokenizer(*files, additional_special_tokens=list(tok.lang_token_to_id))
-    tok.save_pretrained(out)
-    torch.manual_seed(seed)
-    config = M2M100Config(vocab_size=max(tok.lang_token_to_id.values()) + 9, d_model=32, encoder_layers=1,
-                          decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                          decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                          decoder_start_token_id=tok.eos_token_id)
-    M2M100ForConditionalGeneration(config).save_pretrained(out)
-    return out
-
-
 def build_causal(out: Path, seed: int) -> Path:
     """A tiny Qwen2 causal LM with a byte-level BPE tokenizer (the project's own tiny-model builders)."""
     from espnet_speechlm_plugin.bin.make_tiny_init import make_decoder, train_tokenizer
@@ -134,7 +114,7 @@ models:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("pl")
-    models = {"marian": build_marian(root / "opus-de", 1), "m2m": build_m2m100(root / "m2m", 2),
+    models = {"marian": build_marian(root / "opus-de", 1), "m2m": build_tiny_m2m100(root / "m2m", seed=2),
               "qwen": build_causal(root / "qwen", 3)}
     data = root / "data"
     data.mkdir()

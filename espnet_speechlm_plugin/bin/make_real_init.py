@@ -25,7 +25,6 @@ import argparse
 import gc
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Dict, Iterable, List, Sequence
 import torch
 
 from espnet_speechlm_plugin.bin.model_size import ARCH_DIR, load_index
+from espnet_speechlm_plugin.data.kaldi import read_kaldi_values, replace_dir
 
 # transformers' Qwen2Tokenizer splits text with this pattern before byte-level BPE
 QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
@@ -165,9 +165,7 @@ def make_real_init(texts: Sequence[str], out_dir: str, models: Sequence[str], si
         tmp = Path(tempfile.mkdtemp(dir=out, prefix="tokenizer.tmp"))
         try:
             train_qwen2_tokenizer(texts, str(tmp), corpus_tokens=corpus_tokens)
-            if tok_dir.exists():
-                shutil.rmtree(tok_dir)
-            os.replace(tmp, tok_dir)
+            replace_dir(tmp, tok_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     info = {}
@@ -192,9 +190,7 @@ def make_real_init(texts: Sequence[str], out_dir: str, models: Sequence[str], si
                               seconds=round(time.time() - t0, 1),
                               bytes=sum(f.stat().st_size for f in tmp.iterdir()))
             (tmp / "rehearsal_init.json").write_text(json.dumps(info[name], indent=1) + "\n", encoding="utf-8")
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
+            replace_dir(tmp, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         del model
@@ -202,15 +198,6 @@ def make_real_init(texts: Sequence[str], out_dir: str, models: Sequence[str], si
         logging.info(f"wrote {dest}: {info[name]['params']:,} parameters ({info[name]['dtype']}), "
                      f"{info[name]['bytes'] / 2**30:.2f} GiB in {info[name]['seconds']} s")
     return info
-
-
-def read_texts(paths: Sequence[str]) -> List[str]:
-    """The text after the utterance id of every line of Kaldi-style files (``text``, ``prompt``)."""
-    texts = []
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            texts += [line.rstrip("\n").partition(" ")[2] for line in f]
-    return texts
 
 
 def main(argv=None):
@@ -226,7 +213,7 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="rebuild folders that exist")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    info = make_real_init(read_texts(a.text), a.out_dir, a.models, a.size, a.corpus_tokens, a.seed, a.force)
+    info = make_real_init(read_kaldi_values(a.text), a.out_dir, a.models, a.size, a.corpus_tokens, a.seed, a.force)
     print(json.dumps(info, indent=1))
 
 

@@ -38,6 +38,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 import yaml
 
+from espnet_speechlm_plugin.data.kaldi import read_kaldi_values
+
 # Enough text in en/de/it/zh for a sentencepiece model whose pieces cover typical test sentences' characters.
 SP_TEXT = [
     "the red cat sees two dogs in the garden", "a small green bird sleeps on the old bridge",
@@ -269,11 +271,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                    help="Kaldi text files (utt text): vocabularies and the BERTScore baseline come from them")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    texts = []
-    for path in a.text:
-        with open(path, encoding="utf-8") as f:
-            texts += [line.rstrip("\n").partition(" ")[2] for line in f]
-    print(json.dumps(make_standins(a.out_dir, a.what, texts, a.seed), indent=1))
+    print(json.dumps(make_standins(a.out_dir, a.what, read_kaldi_values(a.text), a.seed), indent=1))
 
 
 if __name__ == "__main__":

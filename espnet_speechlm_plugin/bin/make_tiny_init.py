@@ -9,13 +9,14 @@ and the tests. They are written with ``save_pretrained`` and loaded back through
 """
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable
 
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+
+from espnet_speechlm_plugin.data.kaldi import read_kaldi_values, replace_dir
 
 # ByteLevel BPE like Qwen's; Chinese characters are split off so each is (at least) one token
 _CJK = "[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
@@ -89,9 +90,7 @@ def make_tiny_init(texts: Iterable[str], out_dir: str, vocab_size: int = 2000, e
         tok.save_pretrained(str(tmp / "tokenizer"))  # a stable copy: decoder/ is rewritten by LM pretraining
         make_encoder(str(tmp / "encoder"), encoder_hidden, encoder_layers, heads, seed)
         make_decoder(str(tmp / "decoder"), len(tok), decoder_hidden, decoder_layers, heads, max(1, heads // 2), seed)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -109,11 +108,7 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    texts = []
-    for path in a.text:
-        with open(path, encoding="utf-8") as f:
-            texts += [line.rstrip("\n").partition(" ")[2] for line in f]
-    out = make_tiny_init(texts, a.out_dir, a.vocab_size, a.encoder_hidden, a.encoder_layers, a.decoder_hidden,
+    out = make_tiny_init(read_kaldi_values(a.text), a.out_dir, a.vocab_size, a.encoder_hidden, a.encoder_layers, a.decoder_hidden,
                          a.decoder_layers, a.heads, a.seed)
     print(f"wrote {out}/encoder and {out}/decoder (tokenizer inside decoder/)")
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Sequence
 
 
 class KaldiFileError(ValueError):
@@ -26,6 +26,16 @@ def read_kaldi_lines(path: Path) -> list[tuple[int, str, str]]:
             parts = line.strip().split(maxsplit=1)
             rows.append((lineno, parts[0], parts[1] if len(parts) > 1 else ""))
     return rows
+
+
+def read_kaldi_values(paths: Sequence[str]) -> List[str]:
+    """The text after the utterance id of every line of Kaldi-style files (``text``, ``prompt``), in order: what
+    tokenizers are trained on."""
+    texts = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            texts += [line.rstrip("\n").partition(" ")[2] for line in f]
+    return texts
 
 
 def read_kaldi_text(path: Path) -> dict[str, str]:
