@@ -218,7 +218,7 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
     runs: Dict[tuple, Dict[tuple, int]] = {}
     recompute: Dict[tuple, Dict[int, int]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="memory_plan."))
-    gc_active, checkpointed_parts = False, set()
+    checkpointed_parts = set()  # "encoder", "decoder": the parts HF checkpoints in this config
     try:
         for le, ld in ((1, 1), (2, 1), (1, 2)):
             # built on meta, then given real (zeroed) storage: sizes do not depend on values, and a random
@@ -238,7 +238,6 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
             # HF checkpoints only modules in training mode (a frozen one runs in eval)
             checkpointed = {part: m for part, m in (("encoder", model.encoder.model), ("decoder", model.decoder.lm))
                             if getattr(m, "is_gradient_checkpointing", False) and m.training}
-            gc_active = gc_active or bool(checkpointed)
             checkpointed_parts |= set(checkpointed)
             runs[(le, ld)] = {(b, d): _forward_bytes(model, vocab, b, d, tokens_per_second)
                               for b in (1, 2) for d in durations}
@@ -261,7 +260,7 @@ def measure_activations(args, max_duration: float, tokens_per_second: float, enc
     per_batch = [full(1, d) - u for d, u in zip(durations, per_utt)]
     out = dict(per_utterance=max(0.0, _quadratic(durations, per_utt, max_duration)),
                per_batch=max(0.0, _quadratic(durations, per_batch, max_duration)),
-               measured_seconds=[round(d, 2) for d in durations], gradient_checkpointing=gc_active,
+               measured_seconds=[round(d, 2) for d in durations], gradient_checkpointing=bool(checkpointed_parts),
                recompute_per_utterance=0.0, recompute_per_batch=0.0)
     if recompute:
         # the backward pass recomputes one checkpointed layer at a time: the larger of one checkpointed encoder
